@@ -1,0 +1,1 @@
+"""Adapters: what hospitals send, turned into canonical events; findings delivered."""

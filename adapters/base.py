@@ -1,0 +1,106 @@
+"""One small interface for every input format and every finding target.
+
+Shaped like httpx's transports: a source only reads and maps (it knows a format,
+never a clinical rule); a sink only delivers. The CLI and the drills pick them by
+name or by sniffing the input, and nothing downstream knows which one ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Literal
+
+from pumpguard.engine.events import Event
+from pumpguard.engine.findings import Finding
+
+__all__ = ["EventSource", "FindingSink", "Record", "Reject", "unknown_fields_warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A record that could not become a canonical event: where it was and why.
+
+    ``level="warning"`` marks a record that was used but carried something we
+    ignored (unknown fields); it is reported and does not fail the run.
+    """
+
+    source: str
+    position: str
+    reason: str
+    level: Literal["error", "warning"] = "error"
+    event_id: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.position}: {self.level}: {self.reason}"
+
+
+Record = Event | Reject
+"""What a source yields: an event, or a reject in its place."""
+
+
+def unknown_fields_warning(event: Event, source: str, position: str) -> Reject | None:
+    """A warning for fields version 1 does not define, so they are never ignored in silence."""
+    unknown = event.unknown_fields
+    if not unknown:
+        return None
+    return Reject(
+        source=source,
+        position=position,
+        reason="unknown field(s) ignored: " + ", ".join(unknown),
+        level="warning",
+        event_id=event.event_id,
+    )
+
+
+class EventSource:
+    """Reads one input and yields canonical events or rejects, in input order.
+
+    A plain class rather than an ABC, like httpx's ``BaseTransport``: one method
+    to implement, plus the context-manager lifecycle.
+    """
+
+    name: str = "source"
+
+    def __iter__(self) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the input; safe to call twice."""
+
+    def __enter__(self) -> EventSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FindingSink:
+    """Delivers findings somewhere: a file, a log, an alarm manager."""
+
+    def write(self, finding: Finding) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush and release; safe to call twice."""
+
+    def __enter__(self) -> FindingSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

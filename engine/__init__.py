@@ -1,0 +1,1 @@
+"""The pumpguard engine: canonical events in, findings out, in event time."""

@@ -1,0 +1,91 @@
+"""The input gate: nothing reaches durable-rules that we have not checked.
+
+durable-rules compares a string with a number as strings, dies on integer
+division by zero, truncates long strings and refuses some values with bare
+error codes (research note §2). So every message it sees is built here, from a
+validated canonical event, with numbers as floats, strings bounded, and a
+fixed, small set of properties.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = ["GateError", "check_message", "describe_validation_error"]
+
+MAX_STRING = 4096
+MAX_PROPERTIES = 200
+
+
+class GateError(ValueError):
+    """A message that must not be posted to durable-rules."""
+
+
+def describe_validation_error(exc: ValidationError, text: str | None = None) -> str:
+    """One readable sentence per problem, naming the field and the value sent."""
+    parts: list[str] = []
+    for err in exc.errors(include_url=False):
+        kind = err.get("type", "")
+        loc = [str(p) for p in err.get("loc", ())]
+        if kind == "json_invalid":
+            parts.append(f"not valid JSON ({err.get('msg', '').removeprefix('Invalid JSON: ')})")
+            continue
+        if kind == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            parts.append(f"unknown event type {ctx.get('tag')!r}")
+            continue
+        if kind == "union_tag_not_found":
+            parts.append("no 'type' field")
+            continue
+        if kind == "model_type" or kind == "model_attributes_type":
+            parts.append("not a JSON object")
+            continue
+        field = ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc)
+        msg = err.get("msg", "invalid")
+        if kind == "missing":
+            parts.append(f"{field}: required field missing")
+        elif kind == "timezone_aware":
+            parts.append(f"{field}: timestamp has no UTC offset ({err.get('input')!r}); never guessed")
+        else:
+            parts.append(f"{field}: {msg} (got {err.get('input')!r})")
+    return "; ".join(parts) or "invalid event"
+
+
+def check_message(message: dict[str, Any]) -> dict[str, Any]:
+    """Refuse anything durable-rules mishandles; return the message unchanged.
+
+    The engine builds messages itself, so a failure here is an engine bug and is
+    raised, never posted.
+    """
+    count = 0
+    stack: list[Any] = [message]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+            continue
+        count += 1
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int):
+            msg = f"integer {value} in a durable-rules message (use float)"
+            raise GateError(msg)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                msg = f"non-finite number {value} in a durable-rules message"
+                raise GateError(msg)
+            continue
+        if isinstance(value, str):
+            if len(value) > MAX_STRING:
+                msg = f"string of {len(value)} characters exceeds {MAX_STRING}"
+                raise GateError(msg)
+            continue
+        msg = f"value of type {type(value).__name__} cannot be posted"
+        raise GateError(msg)
+    if count > MAX_PROPERTIES:
+        msg = f"{count} properties exceed the limit of {MAX_PROPERTIES}"
+        raise GateError(msg)
+    return message

@@ -1,0 +1,5 @@
+"""``python -m pumpguard``."""
+
+from pumpguard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Drills: scenarios that generate event streams with injected errors, and their scoring."""
