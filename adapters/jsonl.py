@@ -6,12 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from pydantic import ValidationError
-
 from pumpguard.adapters.base import EventSource, FindingSink, Record, Reject, unknown_fields_warning
 from pumpguard.engine.events import event_adapter
 from pumpguard.engine.findings import Finding
 from pumpguard.engine.gate import describe_validation_error
+from pydantic import ValidationError
 
 __all__ = ["JsonlFindingSink", "JsonlSource"]
 
@@ -67,4 +66,3 @@ class JsonlFindingSink(FindingSink):
 
     def close(self) -> None:
         self._stream.flush()
-

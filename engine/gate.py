@@ -48,7 +48,9 @@ def describe_validation_error(exc: ValidationError, text: str | None = None) -> 
         if kind == "missing":
             parts.append(f"{field}: required field missing")
         elif kind == "timezone_aware":
-            parts.append(f"{field}: timestamp has no UTC offset ({err.get('input')!r}); never guessed")
+            parts.append(
+                f"{field}: timestamp has no UTC offset ({err.get('input')!r}); never guessed"
+            )
         else:
             parts.append(f"{field}: {msg} (got {err.get('input')!r})")
     return "; ".join(parts) or "invalid event"
