@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(shell find pumpguard engine rules adapters simulations -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' \) 2>/dev/null)
+SOURCES := $(shell find app engine rules adapters simulations -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' \) 2>/dev/null)
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy -p pumpguard.engine
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/replay_throughput.py
