@@ -24,13 +24,14 @@ class JsonlSource(EventSource):
         self.path = Path(path)
         self.label = label or str(path)
         self._fh: IO[bytes] | None = None
+        self.position = ""
 
     def __iter__(self) -> Iterator[Record]:
         self._fh = self.path.open("rb")
         for lineno, raw in enumerate(self._fh, start=1):
             if not raw.strip():
                 continue
-            position = f"line {lineno}"
+            position = self.position = f"line {lineno}"
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
