@@ -1,5 +1,296 @@
-"""Command line (placeholder until the engine lands)."""
+"""The ``pumpguard`` command line: wiring only, no logic of its own.
+
+Exit status (also in the README):
+
+====  ==========================================================
+0     done: every record read, no finding at or above --fail-on
+2     usage error, unreadable input, or a rule pack that does not load
+3     some records were rejected (the rest were evaluated)
+4     findings at or above the --fail-on severity
+5     a rule could not be evaluated (the engine raised an alert)
+====  ==========================================================
+
+When several apply, the highest number wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+from pumpguard import __version__
+from pumpguard.adapters.base import EventSource, Reject
+from pumpguard.adapters.jsonl import JsonlFindingSink
+from pumpguard.engine.core import Engine
+from pumpguard.engine.errors import InputError, RulePackError
+from pumpguard.engine.findings import Finding, Severity
+from pumpguard.engine.pack import CompiledPack, load_pack
+from pumpguard.engine.replay import Replay
+from pumpguard.logs import configure_logging
+from pumpguard.rules import default_pack
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_REJECTS = 3
+EXIT_FINDINGS = 4
+EXIT_ENGINE = 5
+
+log = structlog.get_logger("pumpguard")
 
 
-def main(argv: list[str] | None = None) -> int:
-    return 0
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors exit with our usage status (2) and a clear line."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"pumpguard: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parse_time(text: str) -> float:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"not an RFC 3339 time: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if dt.tzinfo is None:
+        msg = f"time {text!r} has no UTC offset; add Z or +hh:mm"
+        raise argparse.ArgumentTypeError(msg)
+    return dt.timestamp()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pumpguard", description="Safety rules engine for infusion pumps.")
+    parser.add_argument("--version", action="version", version=f"pumpguard {__version__}")
+    parser.add_argument("--log-json", action="store_true", default=None, help="JSON logs on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    rp = sub.add_parser("replay", help="evaluate event logs and write findings")
+    rp.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    rp.add_argument("--out", type=Path, help="findings file (default: standard output)")
+    rp.add_argument("--edition", help="label edition: seed (default) or label-2024")
+    rp.add_argument("--until", type=_parse_time, help="stop the clock at this RFC 3339 time")
+    rp.add_argument(
+        "--fail-on",
+        choices=[s.value for s in Severity],
+        help="exit 4 when a finding at or above this severity is raised",
+    )
+    rp.add_argument("--rejects", type=Path, help="rejects file (default: beside --out)")
+    rp.add_argument("--pack", type=Path, default=None, help="rule pack folder (default: Blincyto)")
+    rp.add_argument("--site", type=Path, help="site parameter file overriding pack parameters")
+    rp.add_argument("--config", type=Path, help="adapter configuration (YAML)")
+
+    dp = sub.add_parser("demo", help="replay the bundled example course and summarise")
+    dp.add_argument("--out-dir", type=Path, default=Path("pumpguard-demo"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(json_logs=args.log_json)
+    try:
+        if args.command == "replay":
+            return cmd_replay(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+    except RulePackError as exc:
+        sys.stderr.write(f"pumpguard: rule pack error: {exc}\n")
+        return EXIT_USAGE
+    except (InputError, OSError) as exc:
+        sys.stderr.write(f"pumpguard: cannot read input: {exc}\n")
+        return EXIT_USAGE
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE  # pragma: no cover
+
+
+# -- replay ----------------------------------------------------------------------
+
+
+def _open_sources(paths: Sequence[Path], config: Path | None) -> list[EventSource]:
+    """One source per input, chosen by extension or content."""
+    for path in paths:
+        if not path.is_file():
+            msg = f"{path}: no such file"
+            raise InputError(msg, source=str(path))
+    try:
+        from pumpguard.adapters.detect import open_source  # the adapters' auto-detection
+    except ImportError:  # pragma: no cover - only before the adapters land
+        from pumpguard.adapters.jsonl import JsonlSource
+
+        return [JsonlSource(p) for p in paths]
+    cfg = None
+    if config is not None:
+        from pumpguard.adapters.detect import AdapterConfig
+
+        cfg = AdapterConfig.from_yaml(config)
+    return [open_source(p, cfg) for p in paths]
+
+
+class _RejectReport:
+    """Rejects to standard error and a JSONL file; counts errors apart from warnings."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self.stream = stream
+        self.errors = 0
+        self.warnings = 0
+
+    def add(self, reject: Reject) -> None:
+        if reject.level == "error":
+            self.errors += 1
+        else:
+            self.warnings += 1
+        sys.stderr.write(f"pumpguard: {reject}\n")
+        if self.stream is not None:
+            self.stream.write(reject.to_json() + "\n")
+
+
+def run_replay(
+    inputs: Sequence[Path],
+    out: IO[str],
+    rejects: _RejectReport,
+    pack: CompiledPack,
+    *,
+    until: float | None = None,
+    config: Path | None = None,
+) -> tuple[list[Finding], Engine, Replay]:
+    engine = Engine(pack)
+    replay = Replay(engine, until=until)
+    for source in _open_sources(inputs, config):
+        label = str(getattr(source, "label", None) or getattr(source, "path", source.name))
+        n = 0
+        with source:
+            for record in source:
+                n += 1
+                if isinstance(record, Reject):
+                    rejects.add(record)
+                    continue
+                position = getattr(source, "position", "") or f"record {n}"
+                replay.add(record, label, position)
+
+    def on_reject(src: str, position: str, reason: str, event_id: str | None) -> None:
+        rejects.add(Reject(src, position, reason, event_id=event_id))
+
+    sink = JsonlFindingSink(out)
+    findings: list[Finding] = []
+    for finding in replay.run(on_reject):
+        sink.write(finding)
+        findings.append(finding)
+    sink.close()
+    return findings, engine, replay
+
+
+def _exit_status(findings: list[Finding], engine: Engine, rejects: int, fail_on: str | None) -> int:
+    status = EXIT_OK
+    if rejects:
+        status = EXIT_REJECTS
+    if fail_on is not None:
+        bar = Severity(fail_on).rank
+        if any(f.severity.rank >= bar for f in findings):
+            status = EXIT_FINDINGS
+    if engine.errors:
+        status = EXIT_ENGINE
+    return status
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    pack = load_pack(args.pack or default_pack(), edition=args.edition, site_file=args.site)
+    rejects_path: Path | None = args.rejects
+    if rejects_path is None and args.out is not None:
+        rejects_path = args.out.with_name(args.out.stem + ".rejects.jsonl")
+    out: IO[str] = sys.stdout
+    out_file = rejects_file = None
+    try:
+        if args.out is not None:
+            out = out_file = args.out.open("w", encoding="utf-8")
+        if rejects_path is not None:
+            rejects_file = rejects_path.open("w", encoding="utf-8")
+        report = _RejectReport(rejects_file)
+        findings, engine, replay = run_replay(
+            args.inputs, out, report, pack, until=args.until, config=args.config
+        )
+    finally:
+        if out_file is not None:
+            out_file.close()
+        if rejects_file is not None:
+            rejects_file.close()
+    s = replay.stats
+    log.info(
+        "replay.done",
+        inputs=[str(p) for p in args.inputs],
+        events=s.events_read,
+        evaluated=s.evaluated,
+        duplicates=s.duplicates,
+        after_until=s.after_until,
+        rejected=report.errors,
+        warnings=report.warnings,
+        findings=len(findings),
+        patients=s.patients,
+        engine_errors=len(engine.errors),
+        rule_pack=f"{pack.ref.name} {pack.ref.version} ({pack.edition})",
+        findings_file=str(args.out) if args.out else "stdout",
+        rejects_file=str(rejects_path)
+        if rejects_path and report.errors + report.warnings
+        else None,
+    )
+    return _exit_status(findings, engine, report.errors, args.fail_on)
+
+
+# -- demo ------------------------------------------------------------------------
+
+
+def bundled_demo_course() -> Path:
+    """The example course shipped with the package."""
+    return Path(__file__).resolve().parent / "data" / "demo_course.jsonl"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    course = bundled_demo_course()
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    findings_path = out_dir / "findings.jsonl"
+    pack = load_pack(default_pack())
+    with (
+        findings_path.open("w", encoding="utf-8") as out,
+        (out_dir / "findings.rejects.jsonl").open("w", encoding="utf-8") as rej,
+    ):
+        report = _RejectReport(rej)
+        findings, engine, replay = run_replay([course], out, report, pack)
+    w = sys.stdout.write
+    s = replay.stats
+    w(
+        f"pumpguard demo: {course.name}, {s.evaluated} events, {s.patients} patients, "
+        f"rule pack {pack.ref.name} {pack.ref.version} (edition {pack.edition})\n\n"
+    )
+    w(_table(findings))
+    w(f"\n{len(findings)} findings written to {findings_path}\n")
+    return EXIT_ENGINE if engine.errors else EXIT_OK
+
+
+def _table(findings: Sequence[Finding]) -> str:
+    rows = [("time (UTC)", "patient", "severity", "code", "message")]
+    for f in findings:
+        rows.append(
+            (
+                f.ts.replace("T", " ").removesuffix("Z"),
+                f.patient_id,
+                f.severity.value,
+                f.code,
+                f.message,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for n, r in enumerate(rows):
+        head = "  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4]))
+        lines.append(f"{head}  {r[4]}")
+        if n == 0:
+            lines.append("-" * min(160, len(head) + 40))
+    return "\n".join(lines) + "\n"

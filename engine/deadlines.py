@@ -1,0 +1,95 @@
+"""Deadlines: facts with a due time, fired in time order as the clock passes them.
+
+"Supervision must be documented within 1 h of the restart" cannot be decided
+when the restart arrives, only when the hour is over. durable-rules' own timers
+run on the C library's wall clock (``time(NULL)``), which neither replay nor
+freezegun can move, so deadlines live here: a heap keyed by (due time,
+patient, sequence), SimPy's deterministic tie-break.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Deadline", "DeadlineQueue"]
+
+
+@dataclass(slots=True)
+class Deadline:
+    """One open deadline: who, what, when, and what to carry into the finding."""
+
+    due: float
+    patient_id: str
+    name: str
+    seq: int
+    opened_by: str
+    carry: dict[str, Any] = field(default_factory=dict)
+    evidence: tuple[str, ...] = ()
+    cancelled: bool = False
+
+
+class DeadlineQueue:
+    """Open deadlines, at most one per (patient, name); reopening replaces."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str, int, Deadline]] = []
+        self._open: dict[tuple[str, str], Deadline] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open(
+        self,
+        patient_id: str,
+        name: str,
+        due: float,
+        *,
+        opened_by: str,
+        carry: dict[str, Any],
+        evidence: tuple[str, ...],
+    ) -> Deadline:
+        self.close(patient_id, name)
+        self._seq += 1
+        d = Deadline(due, patient_id, name, self._seq, opened_by, carry, evidence)
+        self._open[(patient_id, name)] = d
+        heapq.heappush(self._heap, (due, patient_id, self._seq, d))
+        return d
+
+    def close(self, patient_id: str, name: str) -> bool:
+        """Cancel an open deadline; False if there was none."""
+        d = self._open.pop((patient_id, name), None)
+        if d is None:
+            return False
+        d.cancelled = True
+        return True
+
+    def is_open(self, patient_id: str, name: str) -> bool:
+        return (patient_id, name) in self._open
+
+    def next_due(self) -> float | None:
+        """When the next live deadline falls due (a live scheduler sleeps until then)."""
+        while self._heap and self._heap[0][3].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, until: float, *, inclusive: bool) -> Iterator[Deadline]:
+        """Deadlines due before ``until`` (or at it, if inclusive), earliest first."""
+        heap = self._heap
+        while heap:
+            due, _, _, d = heap[0]
+            if due > until or (due == until and not inclusive):
+                return
+            heapq.heappop(heap)
+            if d.cancelled:
+                continue
+            del self._open[(d.patient_id, d.name)]
+            yield d
+
+    def open_for(self, patient_id: str) -> list[Deadline]:
+        return sorted(
+            (d for (p, _), d in self._open.items() if p == patient_id), key=lambda d: d.seq
+        )

@@ -1,0 +1,398 @@
+"""The ``when:`` language of rule packs, compiled to durable-rules conditions.
+
+A condition is one expression in a small, Python-shaped language::
+
+    state.interruption_h >= params.reinit_threshold_h and not state.hospitalized
+
+It is parsed with :mod:`ast` (never evaluated), type-checked against the event
+models and the derived-state registry, and compiled to a durable-rules
+expression dict. ``params.*`` are replaced by the values in force (edition and
+site), so a pack's thresholds are data and the engine's code holds none.
+
+Semantics that durable-rules does not give for free, made explicit here:
+
+- A comparison involving an unknown value (an absent field) is false, and
+  ``not`` of it is true. durable-rules treats a missing field in arithmetic as
+  0 (``x > missing * 1.05`` fires), so every field on the right-hand side is
+  guarded with an existence test.
+- Numbers are compared with numbers and strings with strings only: durable-rules
+  would compare ``"abc" > 1`` as strings.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "CompiledCondition",
+    "ExprError",
+    "Kind",
+    "compile_condition",
+    "evaluate",
+    "parse_ref",
+]
+
+Kind = Literal["num", "bool", "str", "list"]
+NAMESPACES = ("event", "state", "deadline", "facts", "params")
+_FLIP = {"$lt": "$gt", "$lte": "$gte", "$gt": "$lt", "$gte": "$lte", "$eq": "$eq", "$neq": "$neq"}
+_NEGATE = {"$lt": "$gte", "$lte": "$gt", "$gt": "$lte", "$gte": "$lt", "$eq": "$neq", "$neq": "$eq"}
+_OPS: dict[type[ast.cmpop], str] = {
+    ast.Lt: "$lt",
+    ast.LtE: "$lte",
+    ast.Gt: "$gt",
+    ast.GtE: "$gte",
+    ast.Eq: "$eq",
+    ast.NotEq: "$neq",
+}
+_ARITH: dict[type[ast.operator], str] = {
+    ast.Add: "$add",
+    ast.Sub: "$sub",
+    ast.Mult: "$mul",
+    ast.Div: "$div",
+}
+_LITERAL_NAMES: dict[str, Any] = {
+    "true": True,
+    "false": False,
+    "none": None,
+    "null": None,
+    "True": True,
+    "False": False,
+    "None": None,
+}
+
+Resolver = Callable[[str, str], Kind]
+"""Given (namespace, field), the field's kind; raises ExprError if unknown."""
+
+
+class ExprError(ValueError):
+    """A condition that cannot be compiled; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    """The durable-rules expression plus the fields it reads (for explanations)."""
+
+    source: str
+    durable: dict[str, Any] | None
+    refs: tuple[str, ...]
+    tree: ast.expr
+
+
+def parse_ref(node: ast.expr) -> tuple[str, str] | None:
+    """``state.x`` → ("state", "x"); anything else → None."""
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in NAMESPACES
+    ):
+        return node.value.id, node.attr
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Val:
+    """A compiled operand: a field path, a constant, or arithmetic."""
+
+    kind: Kind
+    prop: str | None = None  # a plain field: "state.x"
+    const: Any = None
+    is_const: bool = False
+    arith: dict[str, Any] | None = None
+    refs: tuple[str, ...] = ()
+
+    def rv(self) -> Any:
+        """The right-hand-side form durable-rules expects."""
+        if self.is_const:
+            return self.const
+        if self.prop is not None:
+            return {"$m": self.prop}
+        return self.arith
+
+
+class _Compiler:
+    def __init__(self, source: str, params: Mapping[str, Any], resolve: Resolver) -> None:
+        self.source = source
+        self.params = params
+        self.resolve = resolve
+        self.refs: list[str] = []
+
+    def fail(self, node: ast.AST, why: str) -> ExprError:
+        col = getattr(node, "col_offset", 0)
+        return ExprError(f"{why} (at column {col + 1} of {self.source!r})")
+
+    # -- operands -----------------------------------------------------------
+    def value(self, node: ast.expr) -> _Val:
+        ref = parse_ref(node)
+        if ref is not None:
+            ns, name = ref
+            if ns == "params":
+                if name not in self.params:
+                    raise self.fail(node, f"unknown parameter params.{name}")
+                return self.constant(node, self.params[name])
+            kind = self.resolve(ns, name)
+            path = f"{ns}.{name}"
+            self.refs.append(path)
+            return _Val(kind=kind, prop=path, refs=(path,))
+        if isinstance(node, ast.Constant):
+            return self.constant(node, node.value)
+        if isinstance(node, ast.Name) and node.id in _LITERAL_NAMES:
+            return self.constant(node, _LITERAL_NAMES[node.id])
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.value(node.operand)
+            if inner.is_const and inner.kind == "num":
+                return _Val(kind="num", const=-inner.const, is_const=True)
+            raise self.fail(node, "unary minus only applies to numbers")
+        if isinstance(node, ast.List | ast.Tuple):
+            items = [self.value(e) for e in node.elts]
+            if not all(i.is_const for i in items):
+                raise self.fail(node, "lists may hold constants only")
+            return _Val(kind="list", const=[i.const for i in items], is_const=True)
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+            left, right = self.value(node.left), self.value(node.right)
+            if left.kind != "num" or right.kind != "num":
+                raise self.fail(node, "arithmetic needs numbers on both sides")
+            if left.is_const and right.is_const:
+                return _Val(
+                    kind="num", const=_fold(node.op, left.const, right.const), is_const=True
+                )
+            op = _ARITH[type(node.op)]
+            return _Val(
+                kind="num",
+                arith={op: {"$l": left.rv(), "$r": right.rv()}},
+                refs=left.refs + right.refs,
+            )
+        raise self.fail(node, f"{type(node).__name__} is not allowed in a condition")
+
+    def constant(self, node: ast.AST, value: Any) -> _Val:
+        if isinstance(value, bool):
+            return _Val(kind="bool", const=value, is_const=True)
+        if isinstance(value, int | float):
+            return _Val(kind="num", const=float(value), is_const=True)
+        if isinstance(value, str):
+            return _Val(kind="str", const=value, is_const=True)
+        if value is None:
+            return _Val(kind="bool", const=None, is_const=True)
+        if isinstance(value, list | tuple):
+            return _Val(
+                kind="list",
+                const=[
+                    float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value
+                ],
+                is_const=True,
+            )
+        raise self.fail(node, f"constant of type {type(value).__name__} is not allowed")
+
+    # -- conditions ---------------------------------------------------------
+    def cond(self, node: ast.expr, negate: bool = False) -> dict[str, Any] | None:
+        """Compile a boolean node; None means 'always true'."""
+        if isinstance(node, ast.BoolOp):
+            parts = [self.cond(v, negate) for v in node.values]
+            is_and = isinstance(node.op, ast.And) != negate
+            if is_and:
+                kept = [p for p in parts if p is not None]
+                if not kept:
+                    return None
+                return kept[0] if len(kept) == 1 else {"$and": kept}
+            if any(p is None for p in parts):
+                return None
+            return {"$or": parts}
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return self.cond(node.operand, not negate)
+        if isinstance(node, ast.Compare):
+            if len(node.ops) > 1:
+                pairs = []
+                left = node.left
+                for op, right in zip(node.ops, node.comparators, strict=True):
+                    pairs.append(ast.Compare(left=left, ops=[op], comparators=[right]))
+                    left = right
+                return self.cond(ast.BoolOp(op=ast.And(), values=list(pairs)), negate)
+            return self.compare(node, node.left, node.ops[0], node.comparators[0], negate)
+        ref = parse_ref(node)
+        if ref is not None or isinstance(node, ast.Constant | ast.Name):
+            val = self.value(node)
+            if val.is_const:
+                if val.kind != "bool" or val.const is None:
+                    raise self.fail(node, "a condition must be true or false")
+                return None if (val.const != negate) else {"$and": [{"$nex": {"type": 1}}]}
+            if val.kind != "bool":
+                raise self.fail(node, f"{val.prop} is not a yes/no field; compare it")
+            return self.simple("$eq", val, _Val(kind="bool", const=True, is_const=True), negate)
+        raise self.fail(node, f"{type(node).__name__} is not a condition")
+
+    def compare(
+        self, node: ast.expr, lnode: ast.expr, op: ast.cmpop, rnode: ast.expr, negate: bool
+    ) -> dict[str, Any] | None:
+        if isinstance(op, ast.Is | ast.IsNot):
+            target = lnode if _is_none(rnode) else rnode if _is_none(lnode) else None
+            if target is None:
+                raise self.fail(node, "'is' only compares a field with none")
+            val = self.value(target)
+            if val.prop is None:
+                raise self.fail(node, "'is none' needs a field")
+            absent = isinstance(op, ast.Is) != negate
+            return {"$nex" if absent else "$ex": {val.prop: 1}}
+        if isinstance(op, ast.In | ast.NotIn):
+            left, right = self.value(lnode), self.value(rnode)
+            if left.prop is None or right.kind != "list":
+                raise self.fail(node, "'in' needs a field on the left and a list on the right")
+            for item in right.const:
+                if _kind_of(item) != left.kind:
+                    raise self.fail(node, f"{left.prop} ({left.kind}) compared with {item!r}")
+            negated = isinstance(op, ast.NotIn) != negate
+            if negated:
+                alts = [{"$neq": {left.prop: item}} for item in right.const]
+                return {"$or": [{"$nex": {left.prop: 1}}, {"$and": alts} if alts else None]}
+            if not right.const:
+                return {"$and": [{"$nex": {"type": 1}}]}
+            alts = [{"$eq": {left.prop: item}} for item in right.const]
+            return alts[0] if len(alts) == 1 else {"$or": alts}
+        dop = _OPS.get(type(op))
+        if dop is None:
+            raise self.fail(node, f"operator {type(op).__name__} is not allowed")
+        left, right = self.value(lnode), self.value(rnode)
+        if left.prop is None and right.prop is not None:
+            left, right, dop = right, left, _FLIP[dop]
+        if left.prop is None:
+            raise self.fail(node, "one side of a comparison must be a plain field")
+        if right.is_const and right.const is None:
+            raise self.fail(node, "compare with none using 'is none'")
+        if left.kind != right.kind or left.kind == "list":
+            raise self.fail(node, f"{left.prop} ({left.kind}) compared with a {right.kind}")
+        if left.kind != "num" and dop not in ("$eq", "$neq"):
+            raise self.fail(node, f"{left.prop} is not a number; only == and != apply")
+        return self.simple(dop, left, right, negate)
+
+    def simple(self, dop: str, left: _Val, right: _Val, negate: bool) -> dict[str, Any]:
+        assert left.prop is not None
+        guards = [{"$ex": {r: 1}} for r in dict.fromkeys(right.refs)]
+        if not negate:
+            test = {dop: {left.prop: right.rv()}}
+            return {"$and": [*guards, test]} if guards else test
+        flipped = {_NEGATE[dop]: {left.prop: right.rv()}}
+        unknown = [{"$nex": {r: 1}} for r in dict.fromkeys((left.prop, *right.refs))]
+        body = {"$and": [*guards, flipped]} if guards else flipped
+        return {"$or": [*unknown, body]}
+
+
+def _fold(op: ast.operator, a: float, b: float) -> float:
+    if isinstance(op, ast.Add):
+        return a + b
+    if isinstance(op, ast.Sub):
+        return a - b
+    if isinstance(op, ast.Mult):
+        return a * b
+    if b == 0:
+        msg = "division by zero in a constant"
+        raise ExprError(msg)
+    return a / b
+
+
+def _is_none(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Constant) and node.value is None) or (
+        isinstance(node, ast.Name) and node.id in ("none", "null", "None")
+    )
+
+
+def _kind_of(value: Any) -> Kind:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "num"
+    if isinstance(value, str):
+        return "str"
+    return "list"
+
+
+def _strip_none(expr: Any) -> Any:
+    """Drop the ``None`` placeholders an empty ``not in`` list leaves behind."""
+    if isinstance(expr, dict):
+        return {k: _strip_none(v) for k, v in expr.items()}
+    if isinstance(expr, list):
+        return [_strip_none(v) for v in expr if v is not None]
+    return expr
+
+
+def compile_condition(
+    source: str, params: Mapping[str, Any], resolve: Resolver
+) -> CompiledCondition:
+    """Parse, check and compile one ``when:`` expression."""
+    text = " ".join(source.split())
+    try:
+        tree = ast.parse(text or "true", mode="eval").body
+    except SyntaxError as exc:
+        msg = f"not a valid condition: {exc.msg} (at column {exc.offset} of {text!r})"
+        raise ExprError(msg) from None
+    comp = _Compiler(text, params, resolve)
+    durable = _strip_none(comp.cond(tree))
+    return CompiledCondition(
+        source=text, durable=durable, refs=tuple(dict.fromkeys(comp.refs)), tree=tree
+    )
+
+
+# -- a Python evaluator of the same language, for explanations --------------
+
+
+def evaluate(tree: ast.expr, env: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Evaluate a checked condition against a message, with the same unknown rules.
+
+    Used to explain near misses, never to decide: durable-rules decides.
+    Returns True, False or None (unknown).
+    """
+    if isinstance(tree, ast.BoolOp):
+        vals = [evaluate(v, env) for v in tree.values]
+        if isinstance(tree.op, ast.And):
+            return all(v is True for v in vals)
+        return any(v is True for v in vals)
+    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not):
+        return evaluate(tree.operand, env) is not True
+    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.USub):
+        v = evaluate(tree.operand, env)
+        return None if v is None else -v
+    if isinstance(tree, ast.Compare):
+        left = evaluate(tree.left, env)
+        for op, comp in zip(tree.ops, tree.comparators, strict=True):
+            right = evaluate(comp, env)
+            if isinstance(op, ast.Is):
+                ok = left is None
+            elif isinstance(op, ast.IsNot):
+                ok = left is not None
+            elif left is None or right is None:
+                ok = isinstance(op, ast.NotIn) and left is None
+            elif isinstance(op, ast.In):
+                ok = left in right
+            elif isinstance(op, ast.NotIn):
+                ok = left not in right
+            else:
+                ok = _PY_CMP[type(op)](left, right)
+            if not ok:
+                return False
+            left = right
+        return True
+    if isinstance(tree, ast.BinOp):
+        a, b = evaluate(tree.left, env), evaluate(tree.right, env)
+        if a is None or b is None:
+            return None
+        return _fold(tree.op, a, b) if not (isinstance(tree.op, ast.Div) and b == 0) else None
+    ref = parse_ref(tree)
+    if ref is not None:
+        return env.get(ref[0], {}).get(ref[1])
+    if isinstance(tree, ast.Constant):
+        return tree.value
+    if isinstance(tree, ast.Name) and tree.id in _LITERAL_NAMES:
+        return _LITERAL_NAMES[tree.id]
+    if isinstance(tree, ast.List | ast.Tuple):
+        return [evaluate(e, env) for e in tree.elts]
+    return None
+
+
+_PY_CMP: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+}

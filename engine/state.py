@@ -1,0 +1,467 @@
+"""Per-patient derived state: the facts rules read as ``state.*``.
+
+The engine computes these once, generally, for every rule: what is running,
+for how long, in which cycle and day, where the patient is, what was given and
+who was there. It makes no clinical decision; the thresholds it needs to keep
+count (what counts as the drug, as a hospital setting, as a professional, when
+an untracked gap begins a new cycle) come from the pack's parameters.
+
+Nothing here grows with the number of events: a patient keeps a bounded
+medication window, a bounded set of recent bags and one record per pump channel.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .events import Event
+from .expr import Kind
+
+__all__ = ["STATE_FIELDS", "PatientState", "StateConfig", "state_fields"]
+
+HOUR = 3600.0
+MAX_BAGS = 32
+MAX_PUMPS = 16
+
+STATE_FIELDS: dict[str, tuple[Kind, str]] = {
+    # patient
+    "registered": ("bool", "a patient.registered event has been seen"),
+    "weight_kg": ("num", "last recorded weight"),
+    "bsa_m2": ("num", "last recorded body surface area"),
+    "height_cm": ("num", "recorded height"),
+    "indication": ("str", "relapsed_refractory, mrd_positive or consolidation"),
+    "age_years": ("num", "age in whole years on the event's date (absent without a birth date)"),
+    "setting": ("str", "care setting from the last encounter event, or discharged"),
+    "hospitalized": ("bool", "the setting is one of params.hospital_settings"),
+    # delivery
+    "drug_running": ("bool", "after this event, some channel delivers the drug"),
+    "was_running": ("bool", "before this event, some channel delivered the drug"),
+    "is_drug": ("bool", "this pump event concerns the drug (its channel holds it)"),
+    "channel_has_drug": ("bool", "the event's channel holds the drug (running or not)"),
+    "restart": ("bool", "this start or resume ends an interruption within a cycle"),
+    "interruption_h": ("num", "hours without delivery that this start or resume ends"),
+    "stopped_h": ("num", "hours since delivery stopped, while it is stopped"),
+    "rate_ml_h": ("num", "programmed rate on the event's channel"),
+    "dose_mcg_day": ("num", "running dose: the pump's programmed dose, else the bag's"),
+    "run_started_h": ("num", "hours since the current uninterrupted delivery began"),
+    # cycle
+    "cycle": ("num", "current cycle number"),
+    "cycle_start": ("bool", "this event begins a cycle"),
+    "cycle_inferred": ("bool", "the cycle number was inferred (no cycle.ordered)"),
+    "phase": ("str", "phase of the ordered cycle"),
+    "ordered_dose_mcg_day": ("num", "dose on the cycle's order"),
+    "order_pending": ("bool", "a cycle has been ordered and not yet started"),
+    "pending_cycle": ("num", "the ordered cycle not yet started"),
+    "cycle_elapsed_h": ("num", "calendar hours since the cycle's first start"),
+    "cycle_day": ("num", "calendar day of the cycle (day 1 = first 24 h)"),
+    "infusion_h": ("num", "cumulative infusion hours in the cycle"),
+    "infusion_day": ("num", "infusion day of the cycle (day 1 = first 24 h of infusion)"),
+    "tfi_h": ("num", "at a cycle start: hours since the previous cycle's last stop"),
+    "prev_cycle_infusion_h": ("num", "at a cycle start: infusion hours of the previous cycle"),
+    "prev_phase": ("str", "at a cycle start: phase of the previous cycle"),
+    "prev_gap_h": ("num", "at a cycle start: the longest interruption in the previous cycle"),
+    "max_gap_h": ("num", "the longest interruption so far in this cycle"),
+    # people and medicines
+    "supervision_age_h": (
+        "num",
+        "hours since a healthcare professional last documented supervision",
+    ),
+    "professional": ("bool", "the event's actor_role is a healthcare professional"),
+    # pumps
+    "pump_registered": ("bool", "the event's pump has been registered"),
+    "pump_kind": ("str", "device_kind of the event's pump"),
+    "pump_lockable": ("bool", "the event's pump can be locked"),
+    "pump_alarms": ("bool", "the event's pump has alarms"),
+    "connection_lost_h": ("num", "hours since the middleware lost the event's pump"),
+    # bags
+    "bag_dispensed": ("bool", "the bag on this event (or channel) has a pharmacy label"),
+    "bag_is_drug": ("bool", "the bag's label names the drug"),
+    "bag_rate_ml_h": ("num", "rate on the bag's label"),
+    "bag_dose_mcg_day": ("num", "dose on the bag's label"),
+    "bag_duration_h": ("num", "labelled duration of the bag"),
+    "bag_volume_ml": ("num", "labelled volume of the bag"),
+    "bag_preservative": ("bool", "the bag holds a preservative"),
+    "bag_age_h": ("num", "hours since the bag first started infusing"),
+}
+
+
+def state_fields(premed_drugs: list[str]) -> dict[str, tuple[Kind, str]]:
+    """The registry, with one ``premed_<drug>_mg`` field per tracked premedication."""
+    fields = dict(STATE_FIELDS)
+    for drug in premed_drugs:
+        fields[f"premed_{drug}_mg"] = (
+            "num",
+            f"mg of {drug} given within params.premedication_window_h before this event",
+        )
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """The pack parameters that derivations need (never clinical verdicts)."""
+
+    drug_names: tuple[str, ...]
+    hospital_settings: frozenset[str]
+    professional_roles: frozenset[str]
+    new_cycle_gap_h: float
+    premed_drugs: tuple[str, ...]
+    premed_window_h: float
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> StateConfig:
+        return cls(
+            drug_names=tuple(str(n).lower() for n in p["drug_names"]),
+            hospital_settings=frozenset(p["hospital_settings"]),
+            professional_roles=frozenset(p["professional_roles"]),
+            new_cycle_gap_h=float(p["new_cycle_gap_h"]),
+            premed_drugs=tuple(str(n).lower() for n in p["premedication_drugs"]),
+            premed_window_h=float(p["premedication_window_h"]),
+        )
+
+    def is_drug(self, name: str | None) -> bool:
+        if not name:
+            return False
+        low = name.lower()
+        return any(n in low for n in self.drug_names)
+
+
+@dataclass(slots=True)
+class _Channel:
+    has_drug: bool = False
+    delivering: bool = False
+    rate_ml_h: float | None = None
+    dose_mcg_day: float | None = None
+    bag_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Bag:
+    is_drug: bool
+    rate_ml_h: float
+    dose_mcg_day: float
+    duration_h: float
+    volume_ml: float
+    preservative: bool | None
+    first_start: float | None = None
+
+
+@dataclass(slots=True)
+class _Pump:
+    kind: str | None = None
+    lockable: bool | None = None
+    alarms: bool | None = None
+    lost_since: float | None = None
+
+
+@dataclass(slots=True)
+class PatientState:
+    """Everything the engine remembers about one patient, bounded in size."""
+
+    patient_id: str
+    cfg: StateConfig
+    registered: bool = False
+    weight_kg: float | None = None
+    bsa_m2: float | None = None
+    height_cm: float | None = None
+    indication: str | None = None
+    birth_date: date | None = None
+    setting: str | None = None
+    channels: dict[tuple[str, str], _Channel] = field(default_factory=dict)
+    pumps: OrderedDict[str, _Pump] = field(default_factory=OrderedDict)
+    bags: OrderedDict[str, _Bag] = field(default_factory=OrderedDict)
+    delivering: bool = False
+    run_since: float | None = None
+    last_stop: float | None = None
+    ever_delivered: bool = False
+    cycle: int | None = None
+    cycle_start_ts: float | None = None
+    cycle_infusion_s: float = 0.0
+    cycle_inferred: bool = False
+    cycle_max_gap_s: float = 0.0
+    phase: str | None = None
+    ordered_dose: float | None = None
+    ordered_mode: bool = False
+    pending: tuple[int, str, float | None] | None = None
+    last_supervision: float | None = None
+    meds: deque[tuple[float, str, float]] = field(default_factory=deque)
+    facts: dict[str, Any] = field(default_factory=dict)
+    once: set[tuple[str, Any]] = field(default_factory=set)
+    last_ts: float = float("-inf")
+
+    # -- applying events ----------------------------------------------------
+    def apply(self, event: Event, ts: float) -> dict[str, Any]:
+        """Apply one event and return the state the rules see for it."""
+        self.last_ts = max(self.last_ts, ts)
+        t: dict[str, Any] = {"was_running": self.delivering}
+        kind = event.type
+        if kind.startswith("pump."):
+            self._pump_event(event, ts, t)
+        elif kind == "bag.dispensed":
+            self._remember_bag(event)
+        elif kind in ("patient.registered", "patient.weight_recorded"):
+            self.registered = self.registered or kind == "patient.registered"
+            self.weight_kg = getattr(event, "weight_kg", self.weight_kg)
+            self.bsa_m2 = getattr(event, "bsa_m2", None) or self.bsa_m2
+            self.height_cm = getattr(event, "height_cm", None) or self.height_cm
+            self.indication = str(getattr(event, "indication", None) or self.indication or "")
+            self.indication = self.indication or None
+            self.birth_date = getattr(event, "birth_date", None) or self.birth_date
+        elif kind == "cycle.ordered":
+            self.pending = (event.cycle, str(event.phase), event.dose_mcg_day)  # type: ignore[attr-defined]
+            self.ordered_mode = True
+        elif kind in ("encounter.admitted", "encounter.transferred"):
+            self.setting = str(event.setting)  # type: ignore[attr-defined]
+        elif kind == "encounter.discharged":
+            self.setting = "discharged"
+        elif kind == "nursing.supervision":
+            if event.actor_role in self.cfg.professional_roles:
+                self.last_supervision = ts
+        elif kind == "medication.administered":
+            drug = event.drug.lower()  # type: ignore[attr-defined]
+            for name in self.cfg.premed_drugs:
+                if name in drug:
+                    self.meds.append((ts, name, float(event.dose_mg)))  # type: ignore[attr-defined]
+        elif kind == "nursing.bag_change":
+            t["bag_id"] = event.bag_id  # type: ignore[attr-defined]
+        return self.view(event, ts, t)
+
+    def _remember_bag(self, event: Any) -> None:
+        self.bags[event.bag_id] = _Bag(
+            is_drug=self.cfg.is_drug(event.drug),
+            rate_ml_h=event.rate_ml_h,
+            dose_mcg_day=event.dose_mcg_day,
+            duration_h=float(event.duration_h),
+            volume_ml=event.volume_ml,
+            preservative=event.preservative,
+        )
+        self.bags.move_to_end(event.bag_id)
+        while len(self.bags) > MAX_BAGS:
+            self.bags.popitem(last=False)
+
+    def _pump(self, pump_id: str) -> _Pump:
+        pump = self.pumps.get(pump_id)
+        if pump is None:
+            pump = self.pumps[pump_id] = _Pump()
+            while len(self.pumps) > MAX_PUMPS:
+                old, _ = self.pumps.popitem(last=False)
+                for key in [k for k in self.channels if k[0] == old]:
+                    del self.channels[key]
+        return pump
+
+    def _pump_event(self, event: Any, ts: float, t: dict[str, Any]) -> None:
+        key = (event.pump_id, event.channel)
+        pump = self._pump(event.pump_id)
+        ch = self.channels.get(key)
+        if ch is None:
+            ch = self.channels[key] = _Channel()
+        kind = event.type
+        if kind == "pump.infusion_started":
+            ch.has_drug = self.cfg.is_drug(event.drug)
+            ch.delivering = True
+            ch.rate_ml_h = event.rate_ml_h
+            ch.dose_mcg_day = event.dose_mcg_day
+            if event.bag_id:
+                ch.bag_id = event.bag_id
+            bag = self.bags.get(ch.bag_id) if ch.bag_id else None
+            if bag is not None and bag.first_start is None and ch.has_drug:
+                bag.first_start = ts
+        elif kind == "pump.infusion_resumed":
+            ch.delivering = True
+            if event.rate_ml_h is not None:
+                ch.rate_ml_h = event.rate_ml_h
+        elif kind in ("pump.infusion_stopped", "pump.infusion_completed"):
+            ch.delivering = False
+        elif kind == "pump.rate_changed":
+            ch.rate_ml_h = event.rate_ml_h
+            if event.dose_mcg_day is not None:
+                ch.dose_mcg_day = event.dose_mcg_day
+        elif kind == "pump.bag_changed":
+            ch.bag_id = event.bag_id
+        elif kind == "pump.registered":
+            pump.kind = str(event.device_kind)
+            pump.lockable = event.lockable
+            pump.alarms = event.alarms
+        elif kind == "pump.connection_lost":
+            pump.lost_since = pump.lost_since if pump.lost_since is not None else ts
+        elif kind == "pump.connection_restored":
+            pump.lost_since = None
+        t["is_drug"] = ch.has_drug
+        t["bag_id"] = ch.bag_id
+        now = any(c.delivering and c.has_drug for c in self.channels.values())
+        if now == self.delivering:
+            return
+        if not now:  # the drug stopped reaching the patient
+            self.delivering = False
+            self.last_stop = ts
+            if self.run_since is not None:
+                self.cycle_infusion_s += ts - self.run_since
+            self.run_since = None
+            return
+        # the drug starts reaching the patient
+        gap = None if self.last_stop is None else ts - self.last_stop
+        starts_cycle = False
+        if kind == "pump.infusion_started":
+            if self.pending is not None:
+                starts_cycle = True
+                number, phase, dose = self.pending
+                self.pending = None
+                self._begin_cycle(ts, number, phase, dose, inferred=False, t=t)
+            elif not self.ordered_mode and (
+                self.cycle is None or (gap is not None and gap > self.cfg.new_cycle_gap_h * HOUR)
+            ):
+                starts_cycle = True
+                self._begin_cycle(ts, (self.cycle or 0) + 1, None, None, inferred=True, t=t)
+        if gap is not None:
+            t["interruption_h"] = gap / HOUR
+            if not starts_cycle:
+                t["restart"] = True
+                self.cycle_max_gap_s = max(self.cycle_max_gap_s, gap)
+        self.delivering = True
+        self.ever_delivered = True
+        self.run_since = ts
+
+    def _begin_cycle(
+        self,
+        ts: float,
+        number: int,
+        phase: str | None,
+        dose: float | None,
+        *,
+        inferred: bool,
+        t: dict[str, Any],
+    ) -> None:
+        t["cycle_start"] = True
+        if self.cycle is not None and self.last_stop is not None:
+            t["tfi_h"] = (ts - self.last_stop) / HOUR
+            t["prev_cycle_infusion_h"] = self.cycle_infusion_s / HOUR
+            t["prev_gap_h"] = self.cycle_max_gap_s / HOUR
+            if self.phase is not None:
+                t["prev_phase"] = self.phase
+        self.cycle = number
+        self.cycle_start_ts = ts
+        self.cycle_infusion_s = 0.0
+        self.cycle_max_gap_s = 0.0
+        self.cycle_inferred = inferred
+        self.phase = phase
+        self.ordered_dose = dose
+
+    # -- what rules see -----------------------------------------------------
+    def view(self, event: Event | None, ts: float, t: Mapping[str, Any]) -> dict[str, Any]:
+        """The state at ``ts`` as a flat dict of floats, bools and strings (no None)."""
+        s: dict[str, Any] = {
+            "registered": self.registered,
+            "hospitalized": self.setting in self.cfg.hospital_settings,
+            "drug_running": self.delivering,
+            "was_running": bool(t.get("was_running", self.delivering)),
+            "cycle_start": bool(t.get("cycle_start", False)),
+            "restart": bool(t.get("restart", False)),
+            "cycle_inferred": self.cycle_inferred,
+            "order_pending": self.pending is not None,
+        }
+        _put(s, "weight_kg", self.weight_kg)
+        _put(s, "bsa_m2", self.bsa_m2)
+        _put(s, "height_cm", self.height_cm)
+        _put(s, "indication", self.indication)
+        _put(s, "setting", self.setting)
+        if self.birth_date is not None:
+            s["age_years"] = float(_age(self.birth_date, ts))
+        for name in ("interruption_h", "tfi_h", "prev_cycle_infusion_h", "prev_gap_h"):
+            _put(s, name, t.get(name))
+        _put(s, "prev_phase", t.get("prev_phase"))
+        if not self.delivering and self.last_stop is not None:
+            s["stopped_h"] = (ts - self.last_stop) / HOUR
+        if self.delivering and self.run_since is not None:
+            s["run_started_h"] = (ts - self.run_since) / HOUR
+        if self.pending is not None:
+            s["pending_cycle"] = float(self.pending[0])
+        if self.cycle is not None and self.cycle_start_ts is not None:
+            elapsed = ts - self.cycle_start_ts
+            infused = self.cycle_infusion_s
+            if self.delivering and self.run_since is not None:
+                infused += ts - self.run_since
+            s["cycle"] = float(self.cycle)
+            s["cycle_elapsed_h"] = elapsed / HOUR
+            s["cycle_day"] = float(int(elapsed // (24 * HOUR)) + 1)
+            s["infusion_h"] = infused / HOUR
+            s["infusion_day"] = float(int(infused // (24 * HOUR)) + 1)
+            s["max_gap_h"] = self.cycle_max_gap_s / HOUR
+            _put(s, "phase", self.phase)
+            _put(s, "ordered_dose_mcg_day", self.ordered_dose)
+        if self.last_supervision is not None:
+            s["supervision_age_h"] = (ts - self.last_supervision) / HOUR
+        self._premedication(s, ts)
+        if event is not None:
+            self._event_view(s, event, ts, t)
+        return s
+
+    def _premedication(self, s: dict[str, Any], ts: float) -> None:
+        window = self.cfg.premed_window_h * HOUR
+        while self.meds and self.meds[0][0] < ts - window:
+            self.meds.popleft()
+        for name in self.cfg.premed_drugs:
+            s[f"premed_{name}_mg"] = 0.0
+        for when, name, mg in self.meds:
+            if when <= ts:
+                s[f"premed_{name}_mg"] += mg
+
+    def _event_view(self, s: dict[str, Any], event: Event, ts: float, t: Mapping[str, Any]) -> None:
+        role = event.actor_role
+        if role is not None:
+            s["professional"] = role in self.cfg.professional_roles
+        pump_id = event.pump_id
+        if pump_id is not None:
+            ch = self.channels.get((pump_id, event.channel))
+            pump = self.pumps.get(pump_id)
+            if pump is not None:
+                s["pump_registered"] = pump.kind is not None
+                _put(s, "pump_kind", pump.kind)
+                _put(s, "pump_lockable", pump.lockable)
+                _put(s, "pump_alarms", pump.alarms)
+                if pump.lost_since is not None:
+                    s["connection_lost_h"] = (ts - pump.lost_since) / HOUR
+        else:
+            ch = next(
+                (
+                    c
+                    for (_, name), c in self.channels.items()
+                    if name == event.channel and c.has_drug
+                ),
+                None,
+            )
+        s["channel_has_drug"] = bool(ch is not None and ch.has_drug)
+        s["is_drug"] = bool(t.get("is_drug", s["channel_has_drug"]))
+        bag_id = t.get("bag_id") or getattr(event, "bag_id", None) or (ch.bag_id if ch else None)
+        bag = self.bags.get(bag_id) if bag_id else None
+        if ch is not None:
+            _put(s, "rate_ml_h", ch.rate_ml_h)
+            dose = ch.dose_mcg_day
+            if dose is None and bag is not None and ch.has_drug:
+                dose = bag.dose_mcg_day
+            _put(s, "dose_mcg_day", dose)
+        s["bag_dispensed"] = bag is not None
+        if bag is not None:
+            s["bag_is_drug"] = bag.is_drug
+            s["bag_rate_ml_h"] = bag.rate_ml_h
+            s["bag_dose_mcg_day"] = bag.dose_mcg_day
+            s["bag_duration_h"] = bag.duration_h
+            s["bag_volume_ml"] = bag.volume_ml
+            _put(s, "bag_preservative", bag.preservative)
+            if bag.first_start is not None:
+                s["bag_age_h"] = (ts - bag.first_start) / HOUR
+
+
+def _put(s: dict[str, Any], name: str, value: Any) -> None:
+    if value is None:
+        return
+    s[name] = float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _age(birth: date, ts: float) -> int:
+    from datetime import UTC, datetime
+
+    on = datetime.fromtimestamp(ts, tz=UTC).date()
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
