@@ -1072,7 +1072,8 @@ class _Emitter:
         except ValidationError as exc:
             reason = describe_validation_error(exc)
             return [
-                Reject(self.ctx.label, self.ctx.position, f"{etype}: {reason}", event_id=event_id)
+                *out,
+                Reject(self.ctx.label, self.ctx.position, f"{etype}: {reason}", event_id=event_id),
             ]
         out.append(event)
         return out
