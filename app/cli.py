@@ -161,19 +161,24 @@ def run_replay(
     until: float | None = None,
     config: Path | None = None,
 ) -> tuple[list[Finding], Engine, Replay]:
+    sources = _open_sources(inputs, config)
     engine = Engine(pack)
     replay = Replay(engine, until=until)
-    for source in _open_sources(inputs, config):
-        label = str(getattr(source, "label", None) or getattr(source, "path", source.name))
-        n = 0
-        with source:
-            for record in source:
-                n += 1
-                if isinstance(record, Reject):
-                    rejects.add(record)
-                    continue
-                position = getattr(source, "position", "") or f"record {n}"
-                replay.add(record, label, position)
+    try:
+        for source in sources:
+            label = str(getattr(source, "label", None) or getattr(source, "path", source.name))
+            n = 0
+            with source:
+                for record in source:
+                    n += 1
+                    if isinstance(record, Reject):
+                        rejects.add(record)
+                        continue
+                    position = getattr(source, "position", "") or f"record {n}"
+                    replay.add(record, label, position)
+    except BaseException:
+        replay.close()
+        raise
 
     def on_reject(src: str, position: str, reason: str, event_id: str | None) -> None:
         rejects.add(Reject(src, position, reason, event_id=event_id))

@@ -97,6 +97,15 @@ class Engine:
             for t in rule.spec.on:
                 self._by_type.setdefault(t, []).append(rule)
         self._rule_ids = {t: [r.id for r in rules] for t, rules in self._by_type.items()}
+        # Only the fields a type's rules read are posted: a smaller message to check and serialise.
+        self._reads: dict[str, dict[str, tuple[str, ...]]] = {}
+        for t, rules in self._by_type.items():
+            reads: dict[str, set[str]] = {}
+            for rule in rules:
+                for ref in rule.condition.refs:
+                    ns, _, name = ref.partition(".")
+                    reads.setdefault(ns, set()).add(name)
+            self._reads[t] = {ns: tuple(sorted(names)) for ns, names in reads.items()}
         self._patients: dict[str, PatientState] = {}
         self._deadlines = DeadlineQueue()
         self._params = {k: v for k, v in pack.params.items() if not isinstance(v, list | dict)}
@@ -129,7 +138,10 @@ class Engine:
             self.clock.observe(ts)
         self.events_seen += 1
         patient = self.patient(event.patient_id)
-        state = patient.apply(event, ts)
+        passing = patient.apply(event, ts)
+        if event.type not in self._by_type:
+            return out
+        state = patient.view(event, ts, passing)
         message = {
             "sid": "0",
             "type": event.type,
@@ -190,8 +202,13 @@ class Engine:
         if not rules:
             return []
         out: list[Finding] = []
+        posted: dict[str, Any] = {"sid": "0", "type": etype}
+        for ns, names in self._reads[etype].items():
+            source = message.get(ns, {})
+            posted[ns] = {n: source[n] for n in names if n in source}
+        message = {**message, "posted": posted}
         try:
-            matched = set(self._host.evaluate(self._rule_ids[etype], message))
+            matched = set(self._host.evaluate(self._rule_ids[etype], posted))
         except RuleEvaluationError as exc:
             exc.patient_id = patient.patient_id
             exc.event_id = evidence[0] if evidence else None
@@ -202,7 +219,7 @@ class Engine:
                 if rule.id == exc.rule_id:
                     continue
                 try:
-                    matched.update(self._host.evaluate([rule.id], message))
+                    matched.update(self._host.evaluate([rule.id], posted))
                 except RuleEvaluationError as again:
                     out.append(self._engine_alert(again, patient, ts, evidence))
         env = {

@@ -22,6 +22,7 @@ How we use it, and why (``research/durable-rules.md``):
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,6 +33,12 @@ from .gate import check_message
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import durable.engine as _durable
+    import durable_rules_engine as _native
+
+# Result codes of durable_rules_engine.assert_event (durable/engine.py _handle_result).
+_NOT_HANDLED = 1
+_OBSERVED = 2
+_NO_ACTION = 3
 
 __all__ = ["RuleHost"]
 
@@ -77,26 +84,49 @@ class RuleHost:
         return record
 
     def evaluate(self, rule_ids: Iterable[str], message: dict[str, Any]) -> list[str]:
-        """Post ``message`` to each rule's ruleset; return the ids that matched, in order."""
+        """Post ``message`` to each rule's ruleset; return the ids that matched, in order.
+
+        The message is checked by the gate and serialised once for all rulesets
+        (durable-rules' ``Host.post`` would serialise it again per ruleset, and
+        once more to build each "not handled" exception).
+        """
         check_message(message)
         matched: list[str] = []
         host = self._host
         if host is None:
             return matched
+        self._seq += 1
+        message["id"] = str(self._seq)
+        text = json.dumps(message, ensure_ascii=False)
+        del message["id"]
+        errors: list[BaseException] = []
+
+        def done(error: BaseException | None, _state: Any) -> None:
+            if error is not None:
+                errors.append(error)
+
         for rule_id in rule_ids:
-            self._seq += 1
-            message["id"] = str(self._seq)
             self._fired.clear()
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    host.post(rule_id, message)
-            except _durable.MessageNotHandledException:
-                continue
+                ruleset = host.get_ruleset(rule_id)
+                result = _native.assert_event(ruleset._handle, text)
+                if result[0] == _NOT_HANDLED:
+                    continue
+                if result[0] == _OBSERVED:
+                    msg = f"durable-rules saw message {self._seq} twice in rule {rule_id}"
+                    raise RuleEvaluationError(msg, rule_id=rule_id)
+                if result[0] != _NO_ACTION:
+                    errors.clear()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        ruleset.do_actions(result[1], done)
+                    if errors:
+                        raise errors[0]
+            except RuleEvaluationError:
+                raise
             except Exception as exc:
                 msg = f"durable-rules failed evaluating rule {rule_id}: {exc!r}"
                 raise RuleEvaluationError(msg, rule_id=rule_id) from exc
             if self._fired:
                 matched.append(rule_id)
-        message.pop("id", None)
         return matched

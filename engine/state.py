@@ -194,7 +194,7 @@ class PatientState:
 
     # -- applying events ----------------------------------------------------
     def apply(self, event: Event, ts: float) -> dict[str, Any]:
-        """Apply one event and return the state the rules see for it."""
+        """Apply one event; return what it changed in passing (for :meth:`view`)."""
         self.last_ts = max(self.last_ts, ts)
         t: dict[str, Any] = {"was_running": self.delivering}
         kind = event.type
@@ -227,7 +227,7 @@ class PatientState:
                     self.meds.append((ts, name, float(event.dose_mg)))  # type: ignore[attr-defined]
         elif kind == "nursing.bag_change":
             t["bag_id"] = event.bag_id  # type: ignore[attr-defined]
-        return self.view(event, ts, t)
+        return t
 
     def _remember_bag(self, event: Any) -> None:
         self.bags[event.bag_id] = _Bag(

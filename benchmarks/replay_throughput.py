@@ -1,0 +1,126 @@
+"""Replay throughput and memory, against a parse-only baseline measured in the same run.
+
+    python benchmarks/replay_throughput.py [--events 100000] [--repeat 3]
+
+Generates a multi-patient canonical JSONL stream (full Blincyto courses with a
+few injected errors), then runs, each in a fresh process so peak RSS is its own:
+
+- parse:   ``json.loads`` of every line (the baseline the targets are relative to)
+- engine:  validate + evaluate the already time-ordered stream (no replay index):
+           shows whether the engine itself accumulates anything per event
+- replay:  the full ``pumpguard replay`` path (validate, spool, sort, evaluate)
+
+Prints medians over ``--repeat`` runs and the ratios to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+t = time.perf_counter()
+n = 0
+if mode == "parse":
+    with open(path, "rb") as fh:
+        for line in fh:
+            json.loads(line)
+            n += 1
+elif mode == "engine":
+    from pumpguard.adapters.jsonl import JsonlSource
+    from pumpguard.engine.core import Engine
+    from pumpguard.engine.pack import load_pack
+    from pumpguard.rules import default_pack
+    engine = Engine(load_pack(default_pack()))
+    found = 0
+    for ev in JsonlSource(path):
+        found += len(engine.submit(ev))
+        n += 1
+    found += len(engine.advance(engine.watermark))
+elif mode == "replay":
+    import io
+    from pathlib import Path
+    from pumpguard.cli import _RejectReport, run_replay
+    from pumpguard.engine.pack import load_pack
+    from pumpguard.rules import default_pack
+    out = io.StringIO()
+    findings, engine, replay = run_replay([Path(path)], out, _RejectReport(None), load_pack(default_pack()))
+    n = replay.stats.evaluated
+dt = time.perf_counter() - t
+print(json.dumps({"n": n, "s": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def generate(path: Path, target_events: int) -> int:
+    """Write a time-ordered stream of at least ``target_events`` events; return the count."""
+    from pumpguard.simulations.course import CourseBuilder
+
+    t0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    streams = []
+    total = 0
+    i = 0
+    while total < target_events:
+        b = CourseBuilder(f"BP{i:05d}", weight_kg=60.0 + i % 30)
+        start = t0 + timedelta(hours=7 * i)
+        b.register(start - timedelta(hours=8))
+        end = b.cycle(1, start, doses=[(1, 9.0), (8, 28.0)], hospital_days=9)
+        c2 = end + timedelta(days=14)
+        end = b.cycle(2, c2, hospital_days=2)
+        b.cycle(3, end + timedelta(days=14), phase="consolidation", supervise_start=True)
+        if i % 10 == 0:  # a deliberate error in one patient out of ten
+            b.add("pump.flush", start + timedelta(days=3, minutes=7), volume_ml=5.0)
+        total += len(b.events)
+        streams.append(b.sorted_events())
+        i += 1
+    with path.open("w") as fh:
+        for ev in heapq.merge(*streams, key=lambda e: e["ts"]):
+            fh.write(json.dumps(ev, separators=(",", ":")) + "\n")
+    return total
+
+
+def measure(mode: str, path: Path) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(path)], capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", default="parse,engine,replay")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stream.jsonl"
+        t = time.perf_counter()
+        n = generate(path, args.events)
+        size_mb = path.stat().st_size / 1e6
+        print(f"generated {n:,} events ({size_mb:.1f} MB) in {time.perf_counter() - t:.1f} s")
+        results: dict[str, list[dict[str, float]]] = {}
+        for _ in range(args.repeat):  # interleaved, so machine noise hits every mode alike
+            for mode in args.modes.split(","):
+                results.setdefault(mode, []).append(measure(mode, path))
+    base = (
+        statistics.median(r["n"] / r["s"] for r in results["parse"]) if "parse" in results else None
+    )
+    print(f"\n{'mode':8} {'events/s (median)':>18} {'x slower than parse':>20} {'peak RSS MB':>12}")
+    for mode, runs in results.items():
+        rate = statistics.median(r["n"] / r["s"] for r in runs)
+        rss = statistics.median(r["rss_mb"] for r in runs)
+        ratio = f"{base / rate:.1f}" if base else "-"
+        print(f"{mode:8} {rate:18,.0f} {ratio:>20} {rss:12.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Shared fixtures: the bundled pack, an engine factory and a terse event builder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pumpguard.engine.core import Engine
+from pumpguard.engine.events import Event, event_adapter
+from pumpguard.engine.findings import Finding
+from pumpguard.engine.pack import CompiledPack, load_pack
+from pumpguard.rules import default_pack
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session", name="pack")
+def _pack() -> CompiledPack:
+    return load_pack(default_pack())
+
+
+class Stream:
+    """Builds canonical events for one patient at offsets (hours) from T0."""
+
+    def __init__(self, patient_id: str = "p1", pump_id: str = "PUMP-1") -> None:
+        self.patient_id = patient_id
+        self.pump_id = pump_id
+        self.events: list[Event] = []
+
+    def add(self, type_: str, at_h: float, **fields: Any) -> Stream:
+        data: dict[str, Any] = {
+            "event_id": f"{self.patient_id}-{len(self.events) + 1:04d}",
+            "type": type_,
+            "ts": (T0 + timedelta(hours=at_h)).isoformat(),
+            "patient_id": self.patient_id,
+        }
+        if type_.startswith("pump."):
+            data["pump_id"] = self.pump_id
+        data.update(fields)
+        import json
+
+        self.events.append(event_adapter.validate_json(json.dumps(data)))
+        return self
+
+    # common pieces
+    def registered(self, at_h: float = -2, **kw: Any) -> Stream:
+        kw.setdefault("weight_kg", 70)
+        kw.setdefault("indication", "relapsed_refractory")
+        return self.add("patient.registered", at_h, **kw)
+
+    def inpatient(self, at_h: float = -1) -> Stream:
+        return self.add("encounter.admitted", at_h, setting="inpatient")
+
+    def start(self, at_h: float, **kw: Any) -> Stream:
+        kw.setdefault("drug", "blinatumomab")
+        kw.setdefault("rate_ml_h", 10)
+        kw.setdefault("dose_mcg_day", 9)
+        return self.add("pump.infusion_started", at_h, **kw)
+
+    def stop(self, at_h: float, reason: str = "occlusion") -> Stream:
+        return self.add("pump.infusion_stopped", at_h, reason=reason)
+
+    def resume(self, at_h: float) -> Stream:
+        return self.add("pump.infusion_resumed", at_h)
+
+
+@pytest.fixture(name="stream")
+def _stream() -> Callable[..., Stream]:
+    return Stream
+
+
+Runner = Callable[..., list[Finding]]
+
+
+@pytest.fixture(name="run")
+def _run(pack: CompiledPack) -> Runner:
+    """Evaluate events in order, then let the clock reach ``until`` (default: last event)."""
+
+    def run(events: Iterable[Event], until_h: float | None = None, **kw: Any) -> list[Finding]:
+        engine = Engine(kw.pop("pack", pack), **kw)
+        events = list(events)
+        out: list[Finding] = []
+        for e in events:
+            out.extend(engine.submit(e))
+        end = (
+            (T0 + timedelta(hours=until_h)).timestamp()
+            if until_h is not None
+            else max(e.ts.timestamp() for e in events)
+        )
+        out.extend(engine.advance(end))
+        return out
+
+    return run
