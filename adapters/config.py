@@ -60,6 +60,15 @@ _DEFAULT_FHIR_CLASSES: dict[str, Setting] = {
 """FHIR v3-ActCode encounter class → setting (EMER, PRENC, VR... must be configured)."""
 
 
+_DEFAULT_AE_TERMS: dict[str, list[str]] = {
+    "crs": ["cytokine release syndrome", "CRS"],
+    "neurotoxicity": ["neurotoxicity", "neurologic toxicity", "ICANS"],
+    "seizure": ["seizure"],
+    "tumor_lysis": ["tumor lysis", "tumour lysis"],
+    "infection": ["infection", "sepsis"],
+}
+
+
 class AdapterConfig(BaseModel):
     """Everything a feed must state rather than let an adapter guess."""
 
@@ -78,6 +87,10 @@ class AdapterConfig(BaseModel):
     fhir_encounter_class: dict[str, Setting] = Field(
         default_factory=lambda: dict(_DEFAULT_FHIR_CLASSES)
     )
+    adverse_event_terms: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in _DEFAULT_AE_TERMS.items()}
+    )
+    """Reaction category → codes and names (substring, case-insensitive) that mean it."""
     patient_identifier_type: str | None = None
     """PID-3 / FHIR identifier type to use (e.g. "MR"); absent means the first repetition."""
     hl7_parser: str = "fast"

@@ -1,0 +1,182 @@
+"""Finding sinks besides JSONL: a structured log, an HL7 alert, a FHIR DetectedIssue.
+
+A hospital's alarm manager listens for IHE ACM ``ORU^R40`` messages and an EHR
+takes FHIR; a finding that only lives in a JSONL file helps nobody at the
+bedside. Each sink renders one finding at a time and flushes it, so a crash
+never holds back a finding that was already raised.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TextIO
+
+import structlog
+from pumpguard.adapters.base import FindingSink
+from pumpguard.adapters.hl7_writer import escape, format_dtm, frame
+from pumpguard.adapters.jsonl import JsonlFindingSink
+from pumpguard.engine.errors import SinkError
+from pumpguard.engine.findings import Finding
+
+__all__ = [
+    "FhirDetectedIssueSink",
+    "Hl7AlertSink",
+    "StructlogFindingSink",
+    "detected_issue",
+    "make_sink",
+    "oru_r40",
+]
+
+_LOG_LEVEL = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
+_ACM_PRIORITY = {"critical": "PH", "high": "PH", "medium": "PM", "low": "PL", "info": "PL"}
+_FHIR_SEVERITY = {
+    "critical": "high",
+    "high": "high",
+    "medium": "moderate",
+    "low": "low",
+    "info": "low",
+}
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class StructlogFindingSink(FindingSink):
+    """One structured log line per finding, at a level that follows its severity."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(stream),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+
+    def write(self, finding: Finding) -> None:
+        data = finding.model_dump(mode="json")
+        level = _LOG_LEVEL.get(finding.severity.value, "info")
+        getattr(self._log, level)("finding", **data)
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+def oru_r40(finding: Finding) -> str:
+    """A finding as an IHE PCD ACM alert (ORU^R40): an advisory, time-point alert."""
+    when = format_dtm(_ts(finding.ts))
+    fid = escape(finding.finding_id)
+    ident = f"0^PUMPGUARD_{escape(finding.code)}^PUMPGUARD"
+    rows: list[tuple[str, str]] = [
+        (ident, escape(finding.code)),
+        ("68480^MDC_ATTR_ALERT_SOURCE^MDC", escape(f"pumpguard {finding.rule_id}")),
+        ("68481^MDC_ATTR_EVENT_PHASE^MDC", "tpoint"),
+        ("68482^MDC_ATTR_ALARM_STATE^MDC", "active"),
+        ("68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC", "enabled"),
+        ("68484^MDC_ATTR_ALARM_PRIORITY^MDC", _ACM_PRIORITY[finding.severity.value]),
+        ("68485^MDC_ATTR_ALERT_TYPE^MDC", "SA"),
+        ("68546^MDC_ATTR_ALERT_TEXT^MDC", escape(finding.message)),
+    ]
+    segs = [
+        f"MSH|^~\\&|PUMPGUARD|PUMPGUARD|ACM|ACM|{when}||ORU^R40^ORU_R40|{fid}|P|2.6|||AL|NE||"
+        "UNICODE UTF-8|en^English^ISO639||IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO",
+        f"PID|||{escape(finding.patient_id)}^^^PUMPGUARD^PI",
+        f"OBR|1|{fid}^PUMPGUARD|{fid}^PUMPGUARD|196616^MDC_EVT_ALARM^MDC|||{when}",
+    ]
+    segs += [
+        f"OBX|{i}|ST|{code}|1.0.0.0.{i}|{value}||||||F|||{when}"
+        for i, (code, value) in enumerate(rows, start=1)
+    ]
+    segs.append(f"NTE|1||{escape(finding.action)}")
+    return "\r".join(segs)
+
+
+class Hl7AlertSink(FindingSink):
+    """ORU^R40 alerts to a stream, MLLP-framed (for a socket bridge) or CR text."""
+
+    def __init__(self, stream: TextIO, framing: str = "mllp") -> None:
+        if framing not in ("mllp", "cr"):
+            msg = f"framing must be 'mllp' or 'cr', not {framing!r}"
+            raise ValueError(msg)
+        self._stream = stream
+        self._framing = framing
+
+    def write(self, finding: Finding) -> None:
+        try:
+            text = frame([oru_r40(finding)], self._framing)
+        except ValueError as exc:
+            msg = f"finding {finding.finding_id} cannot be written as HL7: {exc}"
+            raise SinkError(msg, patient_id=finding.patient_id) from exc
+        self._stream.write(text)
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+def detected_issue(finding: Finding) -> dict[str, Any]:
+    """A finding as a FHIR R4 DetectedIssue (validated with the R4B model)."""
+    from fhir.resources.R4B.detectedissue import DetectedIssue
+
+    resource: dict[str, Any] = {
+        "resourceType": "DetectedIssue",
+        "id": finding.finding_id,
+        "identifier": [{"system": "urn:pumpguard:finding", "value": finding.finding_id}],
+        "status": "final",
+        "code": {
+            "coding": [
+                {"system": "urn:pumpguard:finding-code", "code": finding.code},
+                {"system": "urn:pumpguard:rule", "code": finding.rule_id},
+            ],
+            "text": finding.code,
+        },
+        "severity": _FHIR_SEVERITY[finding.severity.value],
+        "patient": {"reference": f"Patient/{finding.patient_id}"},
+        "identifiedDateTime": finding.ts,
+        "detail": f"{finding.message} [{finding.citation}]",
+        "mitigation": [{"action": {"text": finding.action}}],
+    }
+    if finding.evidence:
+        resource["evidence"] = [{"detail": [{"display": e} for e in finding.evidence]}]
+    try:
+        DetectedIssue.model_validate(resource)
+    except Exception as exc:  # fhir.resources raises more than ValidationError
+        msg = f"finding {finding.finding_id} is not a valid DetectedIssue: {exc}"
+        raise SinkError(msg, patient_id=finding.patient_id) from exc
+    return resource
+
+
+class FhirDetectedIssueSink(FindingSink):
+    """One FHIR R4 DetectedIssue JSON per line (NDJSON)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, finding: Finding) -> None:
+        self._stream.write(json.dumps(detected_issue(finding), ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+_KINDS = ("jsonl", "structlog", "hl7", "hl7-cr", "fhir")
+
+
+def make_sink(kind: str, stream: TextIO) -> FindingSink:
+    """A sink by name: jsonl, structlog, hl7 (MLLP-framed), hl7-cr, fhir (DetectedIssue)."""
+    if kind == "jsonl":
+        return JsonlFindingSink(stream)
+    if kind == "structlog":
+        return StructlogFindingSink(stream)
+    if kind in ("hl7", "hl7-mllp"):
+        return Hl7AlertSink(stream, "mllp")
+    if kind == "hl7-cr":
+        return Hl7AlertSink(stream, "cr")
+    if kind in ("fhir", "detectedissue"):
+        return FhirDetectedIssueSink(stream)
+    msg = f"unknown sink {kind!r}; use one of {', '.join(_KINDS)}"
+    raise ValueError(msg)
