@@ -117,10 +117,8 @@ class CsvMapping(BaseModel):
         specs = [self.ts, self.type, *self.fields.values()]
         if self.event_id is not None:
             specs.append(self.event_id)
-        cols = {s.column for s in specs if s.column} | {
-            s.unit_column for s in specs if s.unit_column
-        }
-        return cols
+        cols = {s.column for s in specs if s.column}
+        return cols | {s.unit_column for s in specs if s.unit_column}
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CsvMapping:

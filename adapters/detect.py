@@ -53,7 +53,7 @@ def _first_json_line(path: Path) -> object:
 
 
 def detect_format(path: Path) -> str:
-    """One of ``jsonl``, ``fhir-ndjson``, ``fhir-json``, ``json``, ``hl7``, ``csv``, ``fhir-xml``."""
+    """The format name: jsonl, fhir-ndjson, fhir-json, json, hl7, csv or fhir-xml."""
     suffix = path.suffix.lower()
     head = _head(path)
     if suffix in (".jsonl", ".ndjson"):

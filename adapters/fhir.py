@@ -482,8 +482,8 @@ class _Mapper:
         found = self._category([res.get("code")])
         if found is None:
             raise InputError(
-                f"Observation {_name(res.get('code')) or '(no code)'!r} carries no graded reaction; "
-                "not an event"
+                f"Observation {_name(res.get('code')) or '(no code)'!r} carries no graded "
+                "reaction; not an event"
             )
         grade: int | None = None
         if isinstance(res.get("valueInteger"), int):

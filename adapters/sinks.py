@@ -81,8 +81,10 @@ def oru_r40(finding: Finding) -> str:
         ("68546^MDC_ATTR_ALERT_TEXT^MDC", escape(finding.message)),
     ]
     segs = [
-        f"MSH|^~\\&|PUMPGUARD|PUMPGUARD|ACM|ACM|{when}||ORU^R40^ORU_R40|{fid}|P|2.6|||AL|NE||"
-        "UNICODE UTF-8|en^English^ISO639||IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO",
+        (
+            f"MSH|^~\\&|PUMPGUARD|PUMPGUARD|ACM|ACM|{when}||ORU^R40^ORU_R40|{fid}|P|2.6|||AL|NE||"
+            "UNICODE UTF-8|en^English^ISO639||IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
+        ),
         f"PID|||{escape(finding.patient_id)}^^^PUMPGUARD^PI",
         f"OBR|1|{fid}^PUMPGUARD|{fid}^PUMPGUARD|196616^MDC_EVT_ALARM^MDC|||{when}",
     ]
