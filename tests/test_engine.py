@@ -134,10 +134,10 @@ def test_failed_rule_evaluation_can_raise(pack, stream, monkeypatch):
     def broken(rule_ids, message):
         raise RuleEvaluationError("boom", rule_id="BLN-NOFLUSH-01")
 
-    monkeypatch.setattr(engine._host, "evaluate", broken)
     s = stream().registered().inpatient().start(0).add("pump.flush", 1, volume_ml=2)
     for e in s.events[:-1]:
         engine.submit(e)
+    monkeypatch.setattr(engine._host, "evaluate", broken)
     with pytest.raises(RuleEvaluationError):
         engine.submit(s.events[-1])
 
