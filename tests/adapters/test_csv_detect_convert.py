@@ -1,0 +1,243 @@
+"""CSV mapping, format detection, conversion to canonical JSONL, and the finding sinks."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pumpguard.adapters
+import pytest
+from pumpguard.adapters.base import Reject
+from pumpguard.adapters.common import make_event
+from pumpguard.adapters.config import AdapterConfig
+from pumpguard.adapters.convert import convert
+from pumpguard.adapters.csv_source import CsvMapping, CsvSource
+from pumpguard.adapters.detect import detect_format, open_source
+from pumpguard.adapters.hl7_writer import Hl7Writer, frame
+from pumpguard.adapters.sinks import make_sink, oru_r40
+from pumpguard.engine.errors import ParseError
+from pumpguard.engine.findings import Finding, RulePackRef
+
+MAPPING = Path(pumpguard.adapters.__file__).parent / "csv_example_vendor.yaml"
+HEADER = "Record ID,Event Time,Event,MRN,Pump Serial,Channel,Drug,Container,Rate,Rate Unit,"
+HEADER += "Dose Rate,Dose Unit,Volume,VTBI,Stop Reason,Alarm\n"
+
+
+def write_csv(tmp_path: Path, *rows: str) -> Path:
+    path = tmp_path / "export.csv"
+    path.write_text(HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+START_ROW = "r1,2026-03-02T08:00:00+01:00,Infusion Started,p1,PUMP-7,A,blinatumomab,B1,10,mL/h,"
+START_ROW += "0.375,mcg/h,,240,,"
+
+
+class TestCsv:
+    """A YAML mapping reads a vendor export; units are converted explicitly."""
+
+    def test_mapped_row_gives_event_with_units_converted(self, tmp_path: Path) -> None:
+        (event,) = list(CsvSource(write_csv(tmp_path, START_ROW), CsvMapping.from_yaml(MAPPING)))
+        assert event.type == "pump.infusion_started"
+        assert event.rate_ml_h == 10.0
+        assert event.dose_mcg_day == 9.0  # 0.375 mcg/h
+        assert event.source == "example-pump-server"
+
+    def test_unknown_unit_rejects_the_row_with_its_number(self, tmp_path: Path) -> None:
+        bad = START_ROW.replace("mL/h", "drops/min")
+        records = list(
+            CsvSource(write_csv(tmp_path, bad, START_ROW), CsvMapping.from_yaml(MAPPING))
+        )
+        assert isinstance(records[0], Reject)
+        assert records[0].position == "row 2"
+        assert "drops/min" in records[0].reason
+        assert records[1].type == "pump.infusion_started"
+
+    def test_time_without_offset_is_rejected_unless_a_zone_is_configured(
+        self, tmp_path: Path
+    ) -> None:
+        path = write_csv(tmp_path, START_ROW.replace("+01:00", ""))
+        mapping = CsvMapping.from_yaml(MAPPING)
+        (reject,) = list(CsvSource(path, mapping))
+        assert "no UTC offset" in reject.reason
+        config = AdapterConfig(time_zone="Europe/Berlin")
+        (event,) = list(CsvSource(path, mapping, config=config))
+        assert event.ts.isoformat() == "2026-03-02T08:00:00+01:00"
+
+    def test_vendor_value_not_in_mapping_is_rejected(self, tmp_path: Path) -> None:
+        row = "r3,2026-03-02T10:00:00+01:00,Infusion Stopped,p1,PUMP-7,A,,,,,,,,,Gremlins,"
+        (reject,) = list(CsvSource(write_csv(tmp_path, row), CsvMapping.from_yaml(MAPPING)))
+        assert "'Gremlins' is not in the mapping" in reject.reason
+
+    def test_numeric_field_without_unit_is_refused_in_the_mapping(self) -> None:
+        with pytest.raises(ValueError, match="state its 'unit'"):
+            CsvMapping.model_validate(
+                {
+                    "name": "x",
+                    "ts": {"column": "t"},
+                    "type": {"column": "k"},
+                    "fields": {"rate_ml_h": {"column": "r"}},
+                }
+            )
+
+
+class TestDetect:
+    """The format is told by extension, and by content where the extension is ambiguous."""
+
+    def test_sample_files_are_detected(self, samples: Path) -> None:
+        assert detect_format(samples / "adt" / "ADT01-23.hl7") == "hl7"
+        assert detect_format(samples / "fhir" / "USCore_Encounter-example-1.json") == "fhir-json"
+        name = "HL7FHIR_medicationadministration0302_interim-R5-build_continuous_infusion.xml"
+        assert detect_format(samples / "fhir" / name) == "fhir-xml"
+
+    def test_jsonl_is_canonical_or_fhir_ndjson_by_content(self, tmp_path: Path) -> None:
+        canonical = tmp_path / "a.jsonl"
+        canonical.write_text('{"event_id":"x","type":"encounter.discharged"}\n')
+        fhir = tmp_path / "b.ndjson"
+        fhir.write_text('{"resourceType":"Encounter"}\n')
+        assert detect_format(canonical) == "jsonl"
+        assert detect_format(fhir) == "fhir-ndjson"
+
+    def test_mllp_bytes_without_extension_are_hl7(self, tmp_path: Path, ipec: str) -> None:
+        path = tmp_path / "capture"
+        path.write_bytes(b"\x0b" + ipec.encode() + b"\x1c\r")
+        assert detect_format(path) == "hl7"
+
+    def test_unknown_content_raises_parse_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "notes.bin"
+        path.write_bytes(b"\x00\x01hello")
+        with pytest.raises(ParseError, match="format not recognised"):
+            open_source(path)
+
+    def test_txt_that_is_not_hl7_raises_parse_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "notes.txt"
+        path.write_text("hello")
+        with pytest.raises(ParseError, match="not HL7"):
+            open_source(path)
+
+    def test_csv_without_mapping_raises_parse_error(self, tmp_path: Path) -> None:
+        with pytest.raises(ParseError, match="column mapping"):
+            open_source(write_csv(tmp_path, START_ROW))
+
+    def test_missing_file_raises_parse_error(self, tmp_path: Path) -> None:
+        with pytest.raises(ParseError, match="cannot be read"):
+            open_source(tmp_path / "absent.hl7")
+
+
+class TestConvert:
+    """convert writes exactly the canonical JSONL the engine sees, rejects beside it."""
+
+    def test_same_course_as_hl7_and_jsonl_converts_to_the_same_lines(self, tmp_path: Path) -> None:
+        base = {"patient_id": "p1", "pump_id": "PUMP-7", "source": "MW"}
+        specs = [
+            {
+                "event_id": "e1",
+                "type": "pump.infusion_started",
+                "ts": "2026-03-02T08:00:00+01:00",
+                "drug": "blinatumomab",
+                "rate_ml_h": 10.0,
+                "dose_mcg_day": 9.0,
+                "bag_id": "B1",
+            },
+            {
+                "event_id": "e2",
+                "type": "pump.infusion_stopped",
+                "ts": "2026-03-02T09:00:00+01:00",
+                "reason": "user",
+            },
+            {
+                "event_id": "e3",
+                "type": "pump.infusion_resumed",
+                "ts": "2026-03-02T14:00:00+01:00",
+                "rate_ml_h": 10.0,
+            },
+        ]
+        jsonl = tmp_path / "course.jsonl"
+        jsonl.write_text("".join(json.dumps({**base, **s}) + "\n" for s in specs))
+        from datetime import datetime
+
+        events = [make_event({**base, **s, "ts": datetime.fromisoformat(s["ts"])}) for s in specs]
+        hl7 = tmp_path / "course.hl7"
+        hl7.write_text(frame(Hl7Writer().render_all(events), "cr"), newline="")
+        outs = []
+        for path in (jsonl, hl7):
+            out, rej = io.StringIO(), io.StringIO()
+            assert convert([path], out, rej) == (3, 0)
+            outs.append(out.getvalue())
+        assert outs[0] == outs[1]
+
+    def test_rejects_are_written_and_counted_and_events_still_written(
+        self, tmp_path: Path, samples: Path
+    ) -> None:
+        for name in (
+            "ihe/IPEC_PCD-10_ORU_R42_delivery_start_IHE_Suppl_Rev1.5.hl7",
+            "ihe/PIV_PCD-03_RGV_O15_example2_normal_saline_IHE_TF2_Rev8.hl7",
+        ):
+            shutil.copy(samples / name, tmp_path)
+        out, rej = io.StringIO(), io.StringIO()
+        written, failed = convert(sorted(tmp_path.iterdir()), out, rej)
+        assert (written, failed) == (1, 1)
+        line = json.loads(rej.getvalue())
+        assert line["position"] == "message 1 (line 1)"
+        assert line["source"].endswith("PIV_PCD-03_RGV_O15_example2_normal_saline_IHE_TF2_Rev8.hl7")
+
+    def test_unreadable_input_raises_before_anything_is_written(self, tmp_path: Path) -> None:
+        out = io.StringIO()
+        with pytest.raises(ParseError):
+            convert([tmp_path / "absent.hl7"], out, io.StringIO())
+        assert out.getvalue() == ""
+
+
+FINDING = Finding(
+    finding_id="F-0123456789abcdef0123",
+    code="LINE_FLUSH",
+    rule_id="BLN-NOFLUSH-01",
+    severity="critical",
+    patient_id="p1",
+    ts="2026-03-03T08:05:00Z",
+    message="Line flushed with drug in it | 5 mL",
+    action="Do not flush the line",
+    evidence=["p1-0003", "p1-0004"],
+    citation="Label 2.4",
+    rule_pack=RulePackRef(name="blincyto", version="1", sha256="x", edition="seed"),
+    requirement="R1",
+)
+
+
+class TestSinks:
+    """Findings reach a log, an alarm manager (ORU^R40) and an EHR (DetectedIssue)."""
+
+    def test_structlog_sink_logs_at_severity_level(self) -> None:
+        stream = io.StringIO()
+        make_sink("structlog", stream).write(FINDING)
+        line = json.loads(stream.getvalue())
+        assert (line["event"], line["level"], line["code"]) == ("finding", "critical", "LINE_FLUSH")
+
+    def test_hl7_alert_is_an_acm_oru_r40_with_high_priority(self) -> None:
+        segments = oru_r40(FINDING).split("\r")
+        assert "|ORU^R40^ORU_R40|" in segments[0]
+        assert "IHE_PCD_ACM_001" in segments[0]
+        assert "196616^MDC_EVT_ALARM^MDC" in segments[2]
+        assert any("MDC_ATTR_ALARM_PRIORITY" in s and "|PH|" in s for s in segments)
+        assert any("Line flushed with drug in it \\F\\ 5 mL" in s for s in segments)
+
+    def test_hl7_sink_frames_with_mllp(self) -> None:
+        stream = io.StringIO()
+        make_sink("hl7", stream).write(FINDING)
+        assert stream.getvalue().startswith("\x0bMSH|")
+        assert stream.getvalue().endswith("\x1c\r")
+
+    def test_fhir_sink_writes_one_valid_r4_detected_issue_per_line(self) -> None:
+        from fhir.resources.R4B.detectedissue import DetectedIssue
+
+        stream = io.StringIO()
+        make_sink("fhir", stream).write(FINDING)
+        resource = json.loads(stream.getvalue())
+        DetectedIssue.model_validate(resource)
+        assert (resource["severity"], resource["patient"]["reference"]) == ("high", "Patient/p1")
+
+    def test_unknown_sink_kind_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="unknown sink"):
+            make_sink("pager", io.StringIO())
