@@ -89,7 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser("demo", help="replay the bundled example course and summarise")
     dp.add_argument("--out-dir", type=Path, default=Path("pumpguard-demo"))
+    for module in _plugins():
+        module.add_parser(sub)
     return parser
+
+
+def _plugins() -> list[Any]:
+    """Subcommands that live in their own modules (drills, conversion): add_parser + run."""
+    import importlib
+
+    found = []
+    for name in ("pumpguard.drill", "pumpguard.convert_cmd"):
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_replay(args)
         if args.command == "demo":
             return cmd_demo(args)
+        for module in _plugins():
+            if args.command in getattr(module, "COMMANDS", ()):
+                return int(module.run(args))
     except RulePackError as exc:
         sys.stderr.write(f"pumpguard: rule pack error: {exc}\n")
         return EXIT_USAGE
