@@ -367,15 +367,15 @@ class Hl7Writer:
             metrics.append(("ST", Term.DRUG_NAME, escape(drug), ""))
         if bag is not None:
             metrics.append(("ST", Term.CONTAINER_ID, escape(bag), ""))
-        for value, term, unit in (
+        for amount, term, unit in (
             (rate, Term.RATE, "mL/h"),
             (dose, Term.DOSE_RATE, "ug/d"),
             (vtbi, Term.VTBI, "mL"),
             (conc, Term.CONCENTRATION, "ug/mL"),
             (delivered, Term.VOL_DELIVERED, "mL"),
         ):
-            if value is not None:
-                metrics.append(("NM", term, _num(value), _UNITS[unit]))
+            if amount is not None:
+                metrics.append(("NM", term, _num(amount), _UNITS[unit]))
         for i, (vtype, term, value, unit) in enumerate(metrics, start=1):
             rows.append((vtype, term, f"{chan}.{i}", value, unit, ""))
         segs = [
