@@ -241,3 +241,26 @@ class TestSinks:
     def test_unknown_sink_kind_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unknown sink"):
             make_sink("pager", io.StringIO())
+
+
+class TestConfigFile:
+    """The adapter config loads from YAML; mapping paths are relative to the file."""
+
+    def test_from_yaml_reads_bindings_zone_and_csv_mappings(self, tmp_path: Path) -> None:
+        shutil.copy(MAPPING, tmp_path / "vendor.yaml")
+        config_path = tmp_path / "feed.yaml"
+        config_path.write_text(
+            "time_zone: Europe/Berlin\n"
+            "csv_mappings: [vendor.yaml]\n"
+            "bindings:\n"
+            "  - {pump_id: PUMP-7, patient_id: p1, from: '2026-03-01T00:00:00Z'}\n"
+        )
+        config = AdapterConfig.from_yaml(config_path)
+        assert config.csv_mappings == [tmp_path / "vendor.yaml"]
+        assert config.bindings[0].valid_from is not None
+        (event,) = list(open_source(write_csv(tmp_path, START_ROW), config))
+        assert event.patient_id == "p1"
+
+    def test_unknown_time_zone_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="unknown time zone"):
+            AdapterConfig(time_zone="Mars/Olympus")
