@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 mode, path = sys.argv[1], sys.argv[2]
 t = time.perf_counter()
 n = 0
@@ -57,7 +57,9 @@ elif mode == "replay":
     findings, engine, replay = run_replay([Path(path)], out, _RejectReport(None), load_pack(default_pack()))
     n = replay.stats.evaluated
 dt = time.perf_counter() - t
-print(json.dumps({"n": n, "s": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM is this address space's peak; ru_maxrss would carry the parent's peak across exec.
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"n": n, "s": dt, "rss_mb": hwm / 1024}))
 """
 
 

@@ -72,6 +72,7 @@ class NearMiss:
     patient_id: str
     ts: str
     event_id: str
+    message: str
     because: str
     values: dict[str, Any]
 
@@ -86,14 +87,18 @@ class Engine:
         *,
         on_error: Literal["alert", "raise"] = "alert",
         explain: bool = False,
+        mode: Literal["replay", "live", "drill"] = "replay",
     ) -> None:
         self.pack = pack
+        self.mode = mode
         self.clock: Clock = clock if clock is not None else ReplayClock()
         self.on_error = on_error
         self.explain = explain
-        self._host = RuleHost((r.id, _pattern(r)) for r in pack.rules)
+        rules = [r for r in pack.rules if r.spec.modes is None or mode in r.spec.modes]
+        self.rules = rules
+        self._host = RuleHost((r.id, _pattern(r)) for r in rules)
         self._by_type: dict[str, list[CompiledRule]] = {}
-        for rule in pack.rules:
+        for rule in rules:
             for t in rule.spec.on:
                 self._by_type.setdefault(t, []).append(rule)
         self._rule_ids = {t: [r.id for r in rules] for t, rules in self._by_type.items()}
@@ -111,7 +116,7 @@ class Engine:
         self._params = {k: v for k, v in pack.params.items() if not isinstance(v, list | dict)}
         self.errors: list[RuleEvaluationError] = []
         self.near_misses: list[NearMiss] = []
-        self.trace: list[tuple[str, str, dict[str, Any]]] = []
+        self.explanations: dict[str, dict[str, Any]] = {}
         self.watermark = float("-inf")
         self.events_seen = 0
 
@@ -234,9 +239,9 @@ class Engine:
                 if self.explain and rule.near_miss is not None:
                     self._near_miss(rule, patient, env, ts, evidence)
                 continue
-            if rule.spec.once_per is not None:
-                key = _lookup(env, rule.spec.once_per)
-                token = (rule.id, key)
+            keys = rule.spec.once_keys
+            if keys:
+                token = (rule.spec.once_group or rule.id, tuple(_lookup(env, k) for k in keys))
                 if token in patient.once:
                     continue
                 patient.once.add(token)
@@ -254,20 +259,28 @@ class Engine:
         late: bool,
     ) -> list[Finding]:
         out: list[Finding] = []
-        if self.explain:
-            values = {ref: _lookup(env, ref) for ref in rule.condition.refs}
-            self.trace.append((patient.patient_id, rule.id, values))
-        for action, hours in zip(rule.actions, rule.deadline_hours, strict=True):
+        for action, value in zip(rule.actions, rule.values, strict=True):
             if action.raise_ is not None:
-                out.append(self._finding(rule, action.raise_, patient, env, ts, evidence, late))
-            elif action.open_deadline is not None and hours is not None:
+                finding = self._finding(rule, action.raise_, patient, env, ts, evidence, late)
+                if self.explain:
+                    self.explanations[finding.finding_id] = {
+                        "rule": rule.id,
+                        "when": rule.condition.source,
+                        "values": {ref: _lookup(env, ref) for ref in rule.condition.refs},
+                        "carried": dict(env.get("deadline", {})),
+                    }
+                out.append(finding)
+            elif action.open_deadline is not None and value is not None:
                 spec = action.open_deadline
+                hours = evaluate(value, env)
+                if not isinstance(hours, int | float) or hours != hours:
+                    continue  # an unknown duration opens nothing: the rule's condition guards it
                 carry = {k: _lookup(env, ref) for k, ref in spec.carry.items()}
                 carry = {k: v for k, v in carry.items() if v is not None}
                 self._deadlines.open(
                     patient.patient_id,
                     spec.name,
-                    ts + hours * 3600.0,
+                    ts + max(0.0, float(hours)) * 3600.0,
                     opened_by=rule.id,
                     carry=carry,
                     evidence=evidence,
@@ -275,15 +288,13 @@ class Engine:
             elif action.close_deadline is not None:
                 self._deadlines.close(patient.patient_id, action.close_deadline)
             elif action.set is not None:
-                value = action.set.value
-                if isinstance(value, str) and value.split(".", 1)[0] in ("event", "state", "facts"):
-                    value = _lookup(env, value)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    value = float(value)
-                if value is None:
+                new = evaluate(value, env) if value is not None else action.set.value
+                if isinstance(new, int) and not isinstance(new, bool):
+                    new = float(new)
+                if new is None:
                     patient.facts.pop(action.set.fact, None)
                 else:
-                    patient.facts[action.set.fact] = value
+                    patient.facts[action.set.fact] = new
         return out
 
     def _finding(
@@ -364,12 +375,14 @@ class Engine:
         if evaluate(rule.near_miss.tree, env) is not True:
             return
         values = {ref: _lookup(env, ref) for ref in rule.condition.refs}
+        spec = rule.spec.near_miss
         self.near_misses.append(
             NearMiss(
                 rule_id=rule.id,
                 patient_id=patient.patient_id,
                 ts=format_ts(ts),
                 event_id=evidence[0] if evidence else "",
+                message=render(spec.message, env) if spec is not None else "",
                 because=_why_not(rule.condition.tree, env),
                 values=values,
             )

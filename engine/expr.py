@@ -22,6 +22,7 @@ Semantics that durable-rules does not give for free, made explicit here:
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,13 +31,17 @@ __all__ = [
     "CompiledCondition",
     "ExprError",
     "Kind",
+    "Resolver",
     "compile_condition",
+    "compile_value",
     "evaluate",
+    "parse_macros",
     "parse_ref",
 ]
 
 Kind = Literal["num", "bool", "str", "list"]
 NAMESPACES = ("event", "state", "deadline", "facts", "params")
+"""Where a name in an expression comes from (``cond.*`` are the pack's named conditions)."""
 _FLIP = {"$lt": "$gt", "$lte": "$gte", "$gt": "$lt", "$gte": "$lte", "$eq": "$eq", "$neq": "$neq"}
 _NEGATE = {"$lt": "$gte", "$lte": "$gt", "$gt": "$lte", "$gte": "$lt", "$eq": "$neq", "$neq": "$eq"}
 _OPS: dict[type[ast.cmpop], str] = {
@@ -315,20 +320,98 @@ def _strip_none(expr: Any) -> Any:
     return expr
 
 
-def compile_condition(
-    source: str, params: Mapping[str, Any], resolve: Resolver
-) -> CompiledCondition:
-    """Parse, check and compile one ``when:`` expression."""
+def _parse(source: str) -> tuple[str, ast.expr]:
     text = " ".join(source.split())
     try:
-        tree = ast.parse(text or "true", mode="eval").body
+        return text, ast.parse(text or "true", mode="eval").body
     except SyntaxError as exc:
-        msg = f"not a valid condition: {exc.msg} (at column {exc.offset} of {text!r})"
+        msg = f"not a valid expression: {exc.msg} (at column {exc.offset} of {text!r})"
         raise ExprError(msg) from None
+
+
+class _Expand(ast.NodeTransformer):
+    """Replace ``cond.name`` with the named condition's tree (pack-level macros)."""
+
+    def __init__(self, macros: Mapping[str, ast.expr], depth: int = 0) -> None:
+        self.macros = macros
+        self.depth = depth
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if isinstance(node.value, ast.Name) and node.value.id == "cond":
+            if node.attr not in self.macros:
+                raise ExprError(f"unknown condition cond.{node.attr}")
+            if self.depth > 8:
+                raise ExprError(f"conditions nest too deeply at cond.{node.attr}")
+            inner = copy.deepcopy(self.macros[node.attr])
+            expanded: ast.AST = _Expand(self.macros, self.depth + 1).visit(inner)
+            return expanded
+        return self.generic_visit(node)
+
+
+def parse_macros(sources: Mapping[str, str]) -> dict[str, ast.expr]:
+    """Parse the pack's named conditions, checking that each one expands."""
+    parsed = {name: _parse(src)[1] for name, src in sources.items()}
+    for name in parsed:
+        try:
+            _Expand(parsed).visit(copy.deepcopy(parsed[name]))
+        except ExprError as exc:
+            raise ExprError(f"cond.{name}: {exc}") from None
+    return parsed
+
+
+def compile_value(
+    source: str,
+    params: Mapping[str, Any],
+    resolve: Resolver,
+    kind: Kind,
+    macros: Mapping[str, ast.expr] | None = None,
+) -> ast.expr:
+    """Check a value expression (a deadline's hours, a fact's new value) for the kind it must have.
+
+    Values are computed by :func:`evaluate` when the action runs; only
+    conditions are decided by durable-rules.
+    """
+    _text, tree = _parse(source)
+    if macros:
+        tree = _Expand(macros).visit(tree)
+    comp = _Compiler(source, params, resolve)
+    val = comp.value(tree)
+    if val.kind != kind:
+        raise ExprError(f"{source!r} gives a {val.kind}, expected a {kind}")
+    inlined: ast.expr = _ParamsInliner(params).visit(tree)
+    return inlined
+
+
+class _ParamsInliner(ast.NodeTransformer):
+    """Turn ``params.x`` into constants so evaluation needs no parameter table."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        ref = parse_ref(node)
+        if ref is not None and ref[0] == "params":
+            return ast.copy_location(ast.Constant(self.params[ref[1]]), node)
+        return self.generic_visit(node)
+
+
+def compile_condition(
+    source: str,
+    params: Mapping[str, Any],
+    resolve: Resolver,
+    macros: Mapping[str, ast.expr] | None = None,
+) -> CompiledCondition:
+    """Parse, check and compile one ``when:`` expression."""
+    text, tree = _parse(source)
+    if macros:
+        tree = _Expand(macros).visit(tree)
     comp = _Compiler(text, params, resolve)
     durable = _strip_none(comp.cond(tree))
     return CompiledCondition(
-        source=text, durable=durable, refs=tuple(dict.fromkeys(comp.refs)), tree=tree
+        source=text,
+        durable=durable,
+        refs=tuple(dict.fromkeys(comp.refs)),
+        tree=_ParamsInliner(params).visit(tree),
     )
 
 

@@ -11,6 +11,7 @@ Actions are a closed set of verbs: ``raise`` a finding, ``open_deadline``,
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 import types
@@ -25,7 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import RulePackError
 from .events import EVENT_TYPES, Event
-from .expr import CompiledCondition, ExprError, Kind, compile_condition
+from .expr import (
+    CompiledCondition,
+    ExprError,
+    Kind,
+    Resolver,
+    compile_condition,
+    compile_value,
+    parse_macros,
+)
 from .findings import RulePackRef, Severity
 from .state import StateConfig, state_fields
 from .template import FILTERS, placeholders
@@ -91,8 +100,18 @@ class DeadlineAction(_Strict):
 
 
 class SetAction(_Strict):
+    """Set a fact to a constant (``value``) or to an expression's value (``expr``)."""
+
     fact: str
-    value: Any
+    value: float | bool | str | None = None
+    expr: str | None = None
+
+
+class NearMissSpec(_Strict):
+    """When a rule did not fire but came close, and how to say so."""
+
+    when: str
+    message: str
 
 
 class ActionSpec(_Strict):
@@ -120,9 +139,17 @@ class RuleSpec(_Strict):
     on: list[str] = Field(min_length=1)
     when: str = "true"
     then: list[ActionSpec] = Field(min_length=1)
-    once_per: str | None = None
+    once_per: str | list[str] | None = None
+    once_group: str | None = None
     editions: list[str] | None = None
-    near_miss: str | None = None
+    modes: list[Literal["replay", "live", "drill"]] | None = None
+    near_miss: NearMissSpec | None = None
+
+    @property
+    def once_keys(self) -> tuple[str, ...]:
+        if self.once_per is None:
+            return ()
+        return (self.once_per,) if isinstance(self.once_per, str) else tuple(self.once_per)
 
 
 class PackSpec(_Strict):
@@ -136,6 +163,7 @@ class PackSpec(_Strict):
     parameters: dict[str, ParamSpec]
     editions: dict[str, EditionSpec]
     facts: dict[str, FactSpec] = Field(default_factory=dict)
+    conditions: dict[str, str] = Field(default_factory=dict)
     rule_files: list[str] = Field(min_length=1)
 
 
@@ -152,7 +180,7 @@ class CompiledRule:
     location: str
     condition: CompiledCondition
     actions: tuple[ActionSpec, ...]
-    deadline_hours: tuple[float | None, ...]
+    values: tuple[ast.expr | None, ...]
     near_miss: CompiledCondition | None
 
     @property
@@ -326,6 +354,11 @@ def load_pack(
                 raise _schema_error(where, exc) from None
 
     carried = _deadline_carry(specs)
+    try:
+        macros = parse_macros(spec.conditions)
+    except ExprError as exc:
+        msg = f"{pack_file}: conditions: {exc}"
+        raise RulePackError(msg, source=str(pack_file)) from None
     compiled: list[CompiledRule] = []
     seen: set[str] = set()
     for rule, where in specs:
@@ -336,7 +369,7 @@ def load_pack(
         if rule.editions is not None and chosen not in rule.editions:
             _check_editions(rule, spec, where)
             continue
-        compiled.append(_compile_rule(rule, where, spec, params, fields, carried))
+        compiled.append(_compile_rule(rule, where, spec, params, fields, carried, macros))
 
     ref = RulePackRef(
         name=spec.name, version=spec.version, sha256=digest.hexdigest(), edition=chosen
@@ -395,6 +428,7 @@ def _compile_rule(
     params: Mapping[str, Any],
     fields: Mapping[str, tuple[Kind, str]],
     carried: Mapping[str, set[str]],
+    macros: Mapping[str, ast.expr],
 ) -> CompiledRule:
     def fail(why: str) -> RulePackError:
         return RulePackError(f"{where}: rule {rule.id}: {why}", source=where)
@@ -435,59 +469,69 @@ def _compile_rule(
         raise ExprError(f"unknown namespace {ns}")
 
     try:
-        condition = compile_condition(rule.when, params, resolve)
-        near = compile_condition(rule.near_miss, params, resolve) if rule.near_miss else None
-        if rule.once_per is not None and rule.once_per != "patient":
-            ns, _, name = rule.once_per.partition(".")
+        condition = compile_condition(rule.when, params, resolve, macros)
+        near = None
+        if rule.near_miss is not None:
+            near = compile_condition(rule.near_miss.when, params, resolve, macros)
+            _check_template(rule.near_miss.message, params, resolve)
+        for key in rule.once_keys:
+            ns, _, name = key.partition(".")
             resolve(ns, name)
     except ExprError as exc:
         raise fail(str(exc)) from None
 
-    hours: list[float | None] = []
+    values: list[ast.expr | None] = []
     for action in rule.then:
-        hours.append(None)
+        values.append(None)
         if action.raise_ is not None:
             code = action.raise_.code
             if code not in spec.codes:
                 raise fail(f"raises unknown code {code!r} (declare it under codes:)")
-            for text in (action.raise_.message, action.raise_.action):
-                for ns, name, filt in placeholders(text):
-                    if filt is not None and filt not in FILTERS:
-                        raise fail(f"unknown filter |{filt} in {text!r}")
-                    try:
-                        if ns != "params":
-                            resolve(ns, name)
-                        elif name not in params:
-                            raise ExprError(f"unknown parameter params.{name}")
-                    except ExprError as exc:
-                        raise fail(f"message placeholder: {exc}") from None
+            try:
+                _check_template(action.raise_.message, params, resolve)
+                _check_template(action.raise_.action, params, resolve)
+            except ExprError as exc:
+                raise fail(f"message placeholder: {exc}") from None
         elif action.open_deadline is not None:
-            after = action.open_deadline.after_h
-            if isinstance(after, str):
-                key = after.removeprefix("params.")
-                if key not in params or not isinstance(params[key], int | float):
-                    raise fail(f"open_deadline.after_h {after!r} is not a numeric parameter")
-                after = float(params[key])
-            hours[-1] = float(after)
-            for ref in action.open_deadline.carry.values():
-                ns, _, name = ref.partition(".")
-                try:
+            try:
+                after = str(action.open_deadline.after_h)
+                values[-1] = compile_value(after, params, resolve, "num", macros)
+                for ref in action.open_deadline.carry.values():
+                    ns, _, name = ref.partition(".")
                     resolve(ns, name)
-                except ExprError as exc:
-                    raise fail(f"carry: {exc}") from None
+            except ExprError as exc:
+                raise fail(f"open_deadline: {exc}") from None
         elif action.close_deadline is not None:
             if action.close_deadline not in carried:
                 raise fail(f"closes deadline {action.close_deadline!r} that no rule opens")
-        elif action.set is not None and action.set.fact not in spec.facts:
-            raise fail(f"sets undeclared fact {action.set.fact!r}")
+        elif action.set is not None:
+            if action.set.fact not in spec.facts:
+                raise fail(f"sets undeclared fact {action.set.fact!r}")
+            if action.set.expr is not None:
+                kind = spec.facts[action.set.fact].kind
+                try:
+                    values[-1] = compile_value(action.set.expr, params, resolve, kind, macros)
+                except ExprError as exc:
+                    raise fail(f"set {action.set.fact}: {exc}") from None
     return CompiledRule(
         spec=rule,
         location=where,
         condition=condition,
         actions=tuple(rule.then),
-        deadline_hours=tuple(hours),
+        values=tuple(values),
         near_miss=near,
     )
+
+
+def _check_template(text: str, params: Mapping[str, Any], resolve: Resolver) -> None:
+    for ns, name, filt in placeholders(text):
+        if filt is not None and filt not in FILTERS:
+            raise ExprError(f"unknown filter |{filt} in {text!r}")
+        if ns == "params":
+            if name not in params:
+                raise ExprError(f"unknown parameter params.{name}")
+        else:
+            resolve(ns, name)
 
 
 def model_for(event_type: str) -> type[Event] | None:

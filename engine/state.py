@@ -78,6 +78,7 @@ STATE_FIELDS: dict[str, tuple[Kind, str]] = {
     "pump_alarms": ("bool", "the event's pump has alarms"),
     "connection_lost_h": ("num", "hours since the middleware lost the event's pump"),
     # bags
+    "bag_id": ("str", "the bag on this event, or hung on its channel"),
     "bag_dispensed": ("bool", "the bag on this event (or channel) has a pharmacy label"),
     "bag_is_drug": ("bool", "the bag's label names the drug"),
     "bag_rate_ml_h": ("num", "rate on the bag's label"),
@@ -86,6 +87,12 @@ STATE_FIELDS: dict[str, tuple[Kind, str]] = {
     "bag_volume_ml": ("num", "labelled volume of the bag"),
     "bag_preservative": ("bool", "the bag holds a preservative"),
     "bag_age_h": ("num", "hours since the bag first started infusing"),
+    # the drug's current bag and dose, whatever channel the event is on (also at deadlines)
+    "drug_bag_id": ("str", "the bag on the channel that delivers (or last delivered) the drug"),
+    "drug_bag_age_h": ("num", "hours since that bag first started (pauses count)"),
+    "drug_bag_duration_h": ("num", "that bag's labelled duration"),
+    "running_dose_mcg_day": ("num", "dose of the drug being delivered: programmed, else the bag's"),
+    "prev_dose_mcg_day": ("num", "the running dose just before this event"),
 }
 
 
@@ -197,6 +204,8 @@ class PatientState:
         """Apply one event; return what it changed in passing (for :meth:`view`)."""
         self.last_ts = max(self.last_ts, ts)
         t: dict[str, Any] = {"was_running": self.delivering}
+        if event.type.startswith("pump."):
+            t["prev_dose_mcg_day"] = self._running_dose()
         kind = event.type
         if kind.startswith("pump."):
             self._pump_event(event, ts, t)
@@ -241,6 +250,25 @@ class PatientState:
         self.bags.move_to_end(event.bag_id)
         while len(self.bags) > MAX_BAGS:
             self.bags.popitem(last=False)
+
+    def _drug_channel(self) -> _Channel | None:
+        """The channel delivering the drug, else the last one that held it."""
+        held = None
+        for ch in self.channels.values():
+            if ch.has_drug:
+                if ch.delivering:
+                    return ch
+                held = ch
+        return held
+
+    def _running_dose(self) -> float | None:
+        ch = self._drug_channel()
+        if ch is None or not ch.delivering:
+            return None
+        if ch.dose_mcg_day is not None:
+            return ch.dose_mcg_day
+        bag = self.bags.get(ch.bag_id) if ch.bag_id else None
+        return bag.dose_mcg_day if bag is not None else None
 
     def _pump(self, pump_id: str) -> _Pump:
         pump = self.pumps.get(pump_id)
@@ -393,6 +421,16 @@ class PatientState:
             _put(s, "ordered_dose_mcg_day", self.ordered_dose)
         if self.last_supervision is not None:
             s["supervision_age_h"] = (ts - self.last_supervision) / HOUR
+        _put(s, "running_dose_mcg_day", self._running_dose())
+        _put(s, "prev_dose_mcg_day", t.get("prev_dose_mcg_day"))
+        drug_ch = self._drug_channel()
+        if drug_ch is not None and drug_ch.bag_id is not None:
+            s["drug_bag_id"] = drug_ch.bag_id
+            dbag = self.bags.get(drug_ch.bag_id)
+            if dbag is not None:
+                s["drug_bag_duration_h"] = dbag.duration_h
+                if dbag.first_start is not None:
+                    s["drug_bag_age_h"] = (ts - dbag.first_start) / HOUR
         self._premedication(s, ts)
         if event is not None:
             self._event_view(s, event, ts, t)
@@ -442,6 +480,7 @@ class PatientState:
             if dose is None and bag is not None and ch.has_drug:
                 dose = bag.dose_mcg_day
             _put(s, "dose_mcg_day", dose)
+        _put(s, "bag_id", bag_id)
         s["bag_dispensed"] = bag is not None
         if bag is not None:
             s["bag_is_drug"] = bag.is_drug

@@ -30,7 +30,7 @@ def compile_(src: str, **params):
         ("state.x", "not a yes/no field"),
         ("params.missing > 1", "unknown parameter"),
         ("__import__('os')", "not a condition"),
-        ("state.x > ", "not a valid condition"),
+        ("state.x > ", "not a valid expression"),
         ("state.x == none", "is none"),
         ("state.where < 'b'", "only == and != apply"),
     ],
