@@ -768,7 +768,9 @@ def _hold(sim: _PatientSim, inj: Injected) -> Proc:
         def after() -> None:
             sim.later(2 * H, lambda: sim.emit("order.released"))
 
-    sim.mark(inj, sim.env.now + pause, "restarted while the hold was open")
+    # a reaction's own finding comes first, so its onset is the reaction
+    onset = sim.env.now if d.variant == "reaction" else sim.env.now + pause
+    sim.mark(inj, onset, f"restarted {pause / H:g} h later while the hold was open")
     sim.interrupt(_Stop("user", pause, True, True, on_restart=after))
 
 

@@ -1,0 +1,307 @@
+"""``pumpguard drill``: generate courses with injected errors, run the engine, score it.
+
+Wiring only; the scenario language, generator and scoring live in
+``pumpguard.simulations``. Exit status: 0 every scorable deviation detected
+and no false finding; 1 a deviation missed (or not injected) or a false
+finding; 2 usage or an unreadable scenario; 5 the engine raised an alert
+because a rule could not be evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pumpguard.engine.pack import CompiledPack, load_pack
+from pumpguard.rules import default_pack
+from pumpguard.simulations.generator import Generated, generate
+from pumpguard.simulations.montecarlo import generate_population
+from pumpguard.simulations.scenario import (
+    ScenarioError,
+    catalogue_dir,
+    iter_scenario_files,
+    load_scenario,
+)
+from pumpguard.simulations.scoring import Score, raisable_codes, run_engine, score
+
+__all__ = ["COMMANDS", "add_parser", "run"]
+
+COMMANDS = ("drill",)
+
+EXIT_OK = 0
+EXIT_MISSED = 1
+EXIT_USAGE = 2
+EXIT_ENGINE = 5
+
+
+def add_parser(sub: Any) -> None:
+    dp = sub.add_parser(
+        "drill",
+        help="run drill scenarios (or a Monte Carlo population) through the engine and score",
+        description="Generate event streams with injected deviations, evaluate them in "
+        "simulated time, and score detection. Exit 1 when a deviation is missed.",
+    )
+    dp.add_argument("scenarios", nargs="*", type=Path, metavar="SCENARIO", help="file or folder")
+    dp.add_argument("--catalogue", action="store_true", help="the bundled scenario catalogue")
+    dp.add_argument("--seed", type=int, help="override each scenario's seed / population seed")
+    dp.add_argument("--patients", type=int, help="Monte Carlo: population size")
+    dp.add_argument("--error-rate", type=float, default=0.1, help="Monte Carlo: share of patients "
+                    "with one injected deviation (default 0.1)")
+    dp.add_argument("--edition", choices=["seed", "label-2024"], default="seed",
+                    help="Monte Carlo: label edition (scenarios name their own)")
+    dp.add_argument("--out", type=Path, help="write the generated stream here")
+    dp.add_argument("--format", choices=["jsonl", "hl7"], default="jsonl",
+                    help="stream format for --out; hl7 writes pump and ADT events as HL7 v2 "
+                    "(MLLP) and the rest beside it as OUT.rest.jsonl")
+    dp.add_argument("--json", type=Path, help="write the machine-readable report here ('-' for "
+                    "standard output, replacing the terminal report)")
+    dp.add_argument("--generate-only", action="store_true", help="write --out, do not evaluate")
+    dp.add_argument("--pack", type=Path, help="rule pack folder (default: Blincyto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.patients is not None:
+        return _montecarlo(args)
+    paths: list[Path] = list(args.scenarios)
+    if args.catalogue:
+        paths.append(catalogue_dir())
+    if not paths:
+        sys.stderr.write("pumpguard drill: give SCENARIO files/folders, --catalogue or --patients\n")
+        return EXIT_USAGE
+    files = [f for p in paths for f in iter_scenario_files(p)]
+    packs: dict[str, CompiledPack] = {}
+    reports: list[dict[str, Any]] = []
+    streams: list[str] = []
+    status = EXIT_OK
+    text = args.json is None or str(args.json) != "-"
+    for f in files:
+        try:
+            scenario = load_scenario(f)
+        except ScenarioError as exc:
+            sys.stderr.write(f"pumpguard drill: {exc}\n")
+            return EXIT_USAGE
+        edition = scenario.patient.edition
+        if edition not in packs:
+            packs[edition] = load_pack(args.pack or default_pack(), edition=edition)
+        pack = packs[edition]
+        t0 = time.perf_counter()
+        gen = generate(scenario, seed=args.seed)
+        gen_s = time.perf_counter() - t0
+        streams.extend(gen.lines)
+        if args.generate_only:
+            continue
+        result = run_engine(gen.lines, pack)
+        sc = score(gen, result.findings, raisable_codes(pack))
+        rep = _report(scenario.name, gen, sc, gen_s, result.seconds, result.events)
+        rep["description"] = scenario.description
+        reports.append(rep)
+        if text:
+            _print_scenario(rep, sc)
+        if sc.missed or sc.false_findings:
+            status = max(status, EXIT_MISSED)
+        if result.engine_errors:
+            status = EXIT_ENGINE
+    if args.out is not None:
+        _write_stream(args.out, sorted(streams, key=_ts_key), args.format)
+    if args.generate_only:
+        return EXIT_OK
+    total = _totals(reports)
+    if text:
+        _print_totals(total, packs)
+    if args.json is not None:
+        _write_json(args.json, {"scenarios": reports, "summary": total})
+    return status
+
+
+def _montecarlo(args: argparse.Namespace) -> int:
+    if args.patients < 1 or not 0 <= args.error_rate <= 1:
+        sys.stderr.write("pumpguard drill: --patients must be >= 1, --error-rate in [0, 1]\n")
+        return EXIT_USAGE
+    seed = 1 if args.seed is None else args.seed
+    t0 = time.perf_counter()
+    gen = generate_population(args.patients, args.error_rate, seed, args.edition)
+    gen_s = time.perf_counter() - t0
+    if args.out is not None:
+        _write_stream(args.out, gen.lines, args.format)
+    if args.generate_only:
+        sys.stderr.write(
+            f"pumpguard drill: {len(gen.lines)} events for {gen.patients} patients in "
+            f"{gen_s:.2f} s ({len(gen.lines) / max(gen_s, 1e-9):,.0f} events/s)\n"
+        )
+        return EXIT_OK
+    pack = load_pack(args.pack or default_pack(), edition=args.edition)
+    result = run_engine(gen.lines, pack)
+    sc = score(gen, result.findings, raisable_codes(pack))
+    rep = _report(f"montecarlo seed={seed}", gen, sc, gen_s, result.seconds, result.events)
+    rep["error_rate"] = args.error_rate
+    by_kind: dict[str, dict[str, int]] = {}
+    for d in sc.deviations:
+        k = by_kind.setdefault(d.injected.kind, {})
+        k[d.status] = k.get(d.status, 0) + 1
+    rep["by_kind"] = dict(sorted(by_kind.items()))
+    text = args.json is None or str(args.json) != "-"
+    if text:
+        _print_scenario(rep, sc, limit=20)
+        w = sys.stdout.write
+        w("\nby kind: " + ", ".join(f"{k} {v}" for k, v in rep["by_kind"].items()) + "\n")
+        _print_throughput(rep)
+    if args.json is not None:
+        _write_json(args.json, rep)
+    if result.engine_errors:
+        return EXIT_ENGINE
+    return EXIT_MISSED if sc.missed else EXIT_OK
+
+
+# -- reports -----------------------------------------------------------------------
+
+
+def _report(
+    name: str, gen: Generated, sc: Score, gen_s: float, eval_s: float, events: int
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "patients": gen.patients,
+        "events": events,
+        "summary": sc.summary(),
+        "deviations": [d.to_json() for d in sc.deviations],
+        "false_findings": [
+            {
+                "code": f.code,
+                "severity": f.severity.value,
+                "patient_id": f.patient_id,
+                "ts": f.ts,
+                "message": f.message,
+                "evidence": f.evidence,
+            }
+            for f in sc.false_findings
+        ],
+        "throughput": {
+            "generation_s": round(gen_s, 3),
+            "evaluation_s": round(eval_s, 3),
+            "generation_events_per_s": round(len(gen.lines) / gen_s) if gen_s else None,
+            "evaluation_events_per_s": round(events / eval_s) if eval_s else None,
+        },
+    }
+
+
+_MARK = {"detected": "ok", "missed": "MISSED", "pending": "pending", "not_injected": "NOT INJECTED"}
+
+
+def _print_scenario(rep: dict[str, Any], sc: Score, limit: int | None = None) -> None:
+    w = sys.stdout.write
+    s = rep["summary"]
+    verdict = "PASS" if not sc.missed and not sc.false_findings else "FAIL"
+    w(f"{verdict}  {rep['name']}: {rep['events']} events, {s['findings']} findings")
+    w(f" ({s['info_findings']} info)\n")
+    shown = 0
+    for d in rep["deviations"]:
+        if limit is not None and d["status"] == "detected":
+            continue
+        shown += 1
+        if limit is not None and shown > limit:
+            w("      ...\n")
+            break
+        where = f"cycle {d['cycle']} day {d['day']:g}"
+        line = f"      {_MARK[d['status']]:<8} {d['kind']}"
+        line += f"{'/' + d['variant'] if d['variant'] else ''} ({where}, {d['patient_id']})"
+        if d["found"]:
+            line += " -> " + ", ".join(d["found"])
+        if d["time_to_detection_h"] is not None:
+            line += f" after {d['time_to_detection_h']:g} h"
+        if d["missing"]:
+            line += " missing " + ", ".join(d["missing"])
+        if d["pending"]:
+            line += " [no rule yet: " + ", ".join(d["pending"]) + "]"
+        w(line + "\n")
+    for f in rep["false_findings"][: limit or None]:
+        w(f"      FALSE    {f['code']} {f['patient_id']} {f['ts']}: {f['message']}\n")
+
+
+def _totals(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("deviations", "detected", "missed", "pending", "false_findings", "findings")
+    total: dict[str, Any] = {k: sum(r["summary"][k] for r in reports) for k in keys}
+    total["scenarios"] = len(reports)
+    scorable = total["detected"] + total["missed"]
+    total["detection_rate"] = total["detected"] / scorable if scorable else None
+    return total
+
+
+def _print_totals(total: dict[str, Any], packs: dict[str, CompiledPack]) -> None:
+    rate = total["detection_rate"]
+    pct = "n/a" if rate is None else f"{100 * rate:.1f} %"
+    versions = ", ".join(f"{p.ref.name} {p.ref.version} ({e})" for e, p in packs.items())
+    sys.stdout.write(
+        f"\n{total['scenarios']} scenarios, {total['deviations']} deviations: "
+        f"{total['detected']} detected, {total['missed']} missed, {total['pending']} pending "
+        f"(no rule in the pack yet); {total['false_findings']} false findings; "
+        f"detection {pct}; pack {versions}\n"
+    )
+
+
+def _print_throughput(rep: dict[str, Any]) -> None:
+    s, t = rep["summary"], rep["throughput"]
+    rate = s["detection_rate"]
+    pct = "n/a" if rate is None else f"{100 * rate:.1f} %"
+    sys.stdout.write(
+        f"{rep['patients']} patients, {rep['events']} events; deviations {s['deviations']}: "
+        f"{s['detected']} detected, {s['missed']} missed, {s['pending']} pending; "
+        f"detection {pct}; false findings {s['false_findings']}; "
+        f"mean time to detection {s['mean_time_to_detection_h']} h\n"
+        f"generation {t['generation_s']} s ({t['generation_events_per_s']:,} events/s), "
+        f"evaluation {t['evaluation_s']} s ({t['evaluation_events_per_s']:,} events/s)\n"
+    )
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def _ts_key(line: str) -> str:
+    return str(json.loads(line)["ts"])
+
+
+def _write_stream(path: Path, lines: list[str], fmt: str) -> None:
+    """Canonical JSONL, or HL7 v2 for what HL7 can carry plus JSONL for the rest."""
+    if fmt == "jsonl":
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return
+    from pumpguard.adapters.hl7_writer import Hl7Writer, UnsupportedEvent, frame
+    from pumpguard.engine.events import event_adapter
+
+    writers: dict[str, Hl7Writer] = {}
+    messages: list[str] = []
+    rest: list[str] = []
+    for line in lines:
+        event = event_adapter.validate_json(line)
+        if not event.type.startswith(("pump.", "encounter.")) or event.type in _NOT_HL7:
+            rest.append(line)
+            continue
+        writer = writers.setdefault(event.patient_id, Hl7Writer())
+        try:
+            messages += writer.render(event)
+        except UnsupportedEvent:
+            rest.append(line)
+    path.write_text(frame(messages, "mllp"), encoding="utf-8")
+    side = path.with_name(path.stem + ".rest.jsonl")
+    side.write_text("".join(line + "\n" for line in rest), encoding="utf-8")
+
+
+_NOT_HL7 = frozenset(
+    {
+        "pump.registered",
+        "pump.flush",
+        "pump.prime",
+        "pump.keypad_locked",
+        "pump.keypad_unlocked",
+        "pump.connection_lost",
+        "pump.connection_restored",
+    }
+)
