@@ -312,12 +312,36 @@ def _kind_of(value: Any) -> Kind:
 
 
 def _strip_none(expr: Any) -> Any:
-    """Drop the ``None`` placeholders an empty ``not in`` list leaves behind."""
-    if isinstance(expr, dict):
-        return {k: _strip_none(v) for k, v in expr.items()}
+    """Normalise: drop empty placeholders, and flatten ``$and`` in ``$and`` and ``$or`` in ``$or``.
+
+    durable-rules refuses conditions nested about 16 levels deep (error 113),
+    so same-operator nesting, which changes nothing, is flattened away.
+    """
     if isinstance(expr, list):
         return [_strip_none(v) for v in expr if v is not None]
-    return expr
+    if not isinstance(expr, dict):
+        return expr
+    if len(expr) == 1:
+        ((op, body),) = expr.items()
+        if op in ("$and", "$or") and isinstance(body, list):
+            flat: list[Any] = []
+            for part in _strip_none(body):
+                if isinstance(part, dict) and len(part) == 1 and op in part:
+                    flat.extend(part[op])
+                else:
+                    flat.append(part)
+            return flat[0] if len(flat) == 1 else {op: flat}
+    return {k: _strip_none(v) for k, v in expr.items()}
+
+
+def nesting_depth(expr: Any) -> int:
+    """How deep ``$and``/``$or`` nest (durable-rules' limit is about 16)."""
+    if isinstance(expr, dict):
+        inner = max((nesting_depth(v) for v in expr.values()), default=0)
+        return inner + (1 if any(k in ("$and", "$or") for k in expr) else 0)
+    if isinstance(expr, list):
+        return max((nesting_depth(v) for v in expr), default=0)
+    return 0
 
 
 def _parse(source: str) -> tuple[str, ast.expr]:

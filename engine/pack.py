@@ -411,13 +411,17 @@ def _check_editions(rule: RuleSpec, spec: PackSpec, where: str) -> None:
             raise RulePackError(msg, source=where)
 
 
-def _deadline_carry(specs: list[tuple[RuleSpec, str]]) -> dict[str, set[str]]:
-    carried: dict[str, set[str]] = {}
+def _deadline_carry(
+    specs: list[tuple[RuleSpec, str]],
+) -> dict[str, dict[str, tuple[str, tuple[str, ...]]]]:
+    """For each deadline name: carried key -> (source reference, the opener's event types)."""
+    carried: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
     for rule, _ in specs:
         for action in rule.then:
             if action.open_deadline is not None:
-                keys = carried.setdefault(action.open_deadline.name, set())
-                keys.update(action.open_deadline.carry)
+                keys = carried.setdefault(action.open_deadline.name, {})
+                for key, ref in action.open_deadline.carry.items():
+                    keys[key] = (ref, tuple(rule.on))
     return carried
 
 
@@ -427,7 +431,7 @@ def _compile_rule(
     spec: PackSpec,
     params: Mapping[str, Any],
     fields: Mapping[str, tuple[Kind, str]],
-    carried: Mapping[str, set[str]],
+    carried: Mapping[str, Mapping[str, tuple[str, tuple[str, ...]]]],
     macros: Mapping[str, ast.expr],
 ) -> CompiledRule:
     def fail(why: str) -> RulePackError:
@@ -463,9 +467,20 @@ def _compile_rule(
                 raise ExprError(f"facts.{name} is not declared in the pack's facts")
             return spec.facts[name].kind
         if ns == "deadline":
-            if not any(name in carried[d] for d in deadline_names):
-                raise ExprError(f"deadline.{name} is not carried by the deadline this rule is on")
-            return "num" if name.endswith(("_h", "_mg", "_kg")) else "str"
+            for d in deadline_names:
+                if name in carried[d]:
+                    ref, opener_on = carried[d][name]
+                    src_ns, _, src_name = ref.partition(".")
+                    if src_ns == "event":
+                        kinds = _event_fields(list(opener_on))
+                        if src_name in kinds:
+                            return kinds[src_name]
+                    elif src_ns == "state" and src_name in fields:
+                        return fields[src_name][0]
+                    elif src_ns == "facts" and src_name in spec.facts:
+                        return spec.facts[src_name].kind
+                    raise ExprError(f"deadline.{name} carries {ref}, which is not a known field")
+            raise ExprError(f"deadline.{name} is not carried by the deadline this rule is on")
         raise ExprError(f"unknown namespace {ns}")
 
     try:

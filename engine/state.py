@@ -92,7 +92,7 @@ STATE_FIELDS: dict[str, tuple[Kind, str]] = {
     "drug_bag_age_h": ("num", "hours since that bag first started (pauses count)"),
     "drug_bag_duration_h": ("num", "that bag's labelled duration"),
     "running_dose_mcg_day": ("num", "dose of the drug being delivered: programmed, else the bag's"),
-    "prev_dose_mcg_day": ("num", "the running dose just before this event"),
+    "prev_dose_mcg_day": ("num", "the dose last delivered in this cycle before this event"),
 }
 
 
@@ -194,6 +194,7 @@ class PatientState:
     ordered_mode: bool = False
     pending: tuple[int, str, float | None] | None = None
     last_supervision: float | None = None
+    last_dose: float | None = None
     meds: deque[tuple[float, str, float]] = field(default_factory=deque)
     facts: dict[str, Any] = field(default_factory=dict)
     once: set[tuple[str, Any]] = field(default_factory=set)
@@ -205,10 +206,13 @@ class PatientState:
         self.last_ts = max(self.last_ts, ts)
         t: dict[str, Any] = {"was_running": self.delivering}
         if event.type.startswith("pump."):
-            t["prev_dose_mcg_day"] = self._running_dose()
+            t["prev_dose_mcg_day"] = self.last_dose
         kind = event.type
         if kind.startswith("pump."):
             self._pump_event(event, ts, t)
+            dose = self._running_dose()
+            if dose is not None:
+                self.last_dose = dose
         elif kind == "bag.dispensed":
             self._remember_bag(event)
         elif kind in ("patient.registered", "patient.weight_recorded"):
@@ -370,6 +374,8 @@ class PatientState:
             if self.phase is not None:
                 t["prev_phase"] = self.phase
         self.cycle = number
+        self.last_dose = None
+        t.pop("prev_dose_mcg_day", None)
         self.cycle_start_ts = ts
         self.cycle_infusion_s = 0.0
         self.cycle_max_gap_s = 0.0

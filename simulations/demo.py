@@ -3,9 +3,10 @@
 P-1001 (relapsed/refractory, 72 kg) runs a clean cycle 1 with the step-up on
 day 8, except that the line is flushed at the bag change on day 12 and an
 occlusion on day 16 stops the pump for 5 h 10 min, restarted at home without
-supervision. P-1002 (MRD-positive, 58 kg) is discharged after one day of the
-three the label asks for, and has a pump flush at a bag completion on day 20;
-a 4-hour stop on day 23 is restarted under documented supervision (no finding).
+supervision or premedication. P-1002 (MRD-positive, 58 kg) is discharged after
+one day of the three the label asks for, and has a pump flush at a bag
+completion on day 20; a 4-hour stop on day 23 is restarted with premedication
+under documented supervision (no finding).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def demo_events() -> list[dict[str, Any]]:
     b.add("pump.flush", _dt(completion["ts"]) + timedelta(minutes=1), volume_ml=10.0)
     pause = b_start + timedelta(days=22, hours=6)
     b.add("pump.infusion_stopped", pause, reason="user")
+    b.add(
+        "medication.administered",
+        pause + timedelta(hours=3),
+        drug="dexamethasone",
+        dose_mg=16.0,
+        route="PO",
+    )
     b.add(
         "nursing.supervision",
         pause + timedelta(hours=4, minutes=30),

@@ -19,7 +19,7 @@ def replay(*args: str | Path) -> int:
 def test_findings_go_to_stdout_and_nothing_else(capsys):
     assert replay(COURSE) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 4
+    assert len(out) == 5
     assert all(json.loads(line)["code"] for line in out)
 
 
@@ -67,7 +67,7 @@ def test_malformed_lines_are_reported_and_the_rest_evaluated(tmp_path, capsys):
     assert "not valid JSON" in rejects[0]["reason"]
     assert "no UTC offset" in rejects[1]["reason"]
     assert "weight_kg" in rejects[2]["reason"]
-    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 5
     assert "line 102" in capsys.readouterr().err
 
 
@@ -76,7 +76,7 @@ def test_identical_duplicate_counts_once(tmp_path):
     dup = tmp_path / "dup.jsonl"
     dup.write_text("".join(lines + lines[:50]))
     assert replay(dup, "--out", tmp_path / "f.jsonl") == 0
-    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 5
 
 
 def test_same_id_with_other_content_rejects_every_version(tmp_path):
@@ -169,7 +169,7 @@ def test_demo_prints_a_table_and_the_findings_path(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "time (UTC)" in out
     assert "LINE_FLUSH" in out
-    assert f"4 findings written to {tmp_path / 'findings.jsonl'}" in out
+    assert f"5 findings written to {tmp_path / 'findings.jsonl'}" in out
 
 
 def test_bundled_demo_course_is_what_the_builder_makes():

@@ -85,4 +85,4 @@ def test_wheel_runs_the_cli(wheel: Path, tmp_path: Path):
         text=True,
     )
     assert demo.returncode == 0, demo.stderr
-    assert "4 findings written" in demo.stdout
+    assert "5 findings written" in demo.stdout
