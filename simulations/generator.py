@@ -175,9 +175,7 @@ class _PatientSim:
         self.current = _Bag("", 24, 0.0)
         self.next_hang = 0
         self.next_bag: simpy.Process | None = None
-        self.injected = [
-            Injected(self.pid, d, scenario=plan.scenario) for d in plan.deviations
-        ]
+        self.injected = [Injected(self.pid, d, scenario=plan.scenario) for d in plan.deviations]
         self.pending: list[Injected] = list(self.injected)
         self.hang_listeners: list[simpy.Event] = []
 
@@ -472,15 +470,13 @@ class _PatientSim:
             result = yield self.bag_proc
             first = False
             self.inf_done += result.infused
-            if self.inf_done >= CYCLE_MIN or self.stop_course and result.status != "expired":
+            if self.inf_done >= CYCLE_MIN or (self.stop_course and result.status != "expired"):
                 end = env.now
                 flush = self.take("flush_at_completion")
                 if flush is not None:
                     yield env.timeout(3)
                     self.mark(flush, detail="line flushed after the cycle's last bag")
-                    self.emit(
-                        "nursing.line_flush", volume_ml=10.0, aspirated_first=False
-                    )
+                    self.emit("nursing.line_flush", volume_ml=10.0, aspirated_first=False)
                 return end
             if result.status == "expired":
                 assert result.stop is not None
@@ -593,7 +589,9 @@ class _PatientSim:
         if mg is not None:
             dose = bag.dose * 1000
             self.mark(mg, detail=f"programmed {dose:g} mcg/day (mg entered as mcg)")
-        overdue = self.take("bag_overdue")
+        # a bag cut short by the cycle's end cannot run past its time: wait for a full one
+        full = bag.hours * H + 6 * H <= CYCLE_MIN - self.inf_done
+        overdue = self.take("bag_overdue") if full else None
         if overdue is not None:
             extra = round((overdue.deviation.hours or 3) * H)
             self.mark(overdue, env.now + bag.hours * H, f"bag left {extra / H:g} h past its time")
@@ -722,9 +720,7 @@ def _occlusion(sim: _PatientSim, inj: Injected) -> Proc:
     yield from sim.when_running(sim.at(d), room_min=pause + 2 * H)
     restart = sim.env.now + pause
     sim.mark(inj, restart, f"occlusion for {pause / H:g} h, restarted at home")
-    sim.interrupt(
-        _Stop("occlusion", pause, d.premedicated, d.supervised, alarm="occlusion")
-    )
+    sim.interrupt(_Stop("occlusion", pause, d.premedicated, d.supervised, alarm="occlusion"))
 
 
 def _long_interruption(sim: _PatientSim, inj: Injected) -> Proc:
@@ -757,7 +753,9 @@ def _hold(sim: _PatientSim, inj: Injected) -> Proc:
     pause = round((d.hours or 6) * H)
     yield from sim.when_running(sim.at(d), room_min=pause + 2 * H)
     if d.variant == "reaction":
-        sim.emit("clinical.adverse_event", category="crs", grade=3, term="cytokine release syndrome")
+        sim.emit(
+            "clinical.adverse_event", category="crs", grade=3, term="cytokine release syndrome"
+        )
 
         def after() -> None:
             sim.later(12 * H, lambda: sim.emit("clinical.adverse_event", category="crs", grade=0))
@@ -849,7 +847,9 @@ def _watch_cycles(sim: _PatientSim) -> Proc:
 
 def generate(scenario: Scenario, seed: int | None = None) -> Generated:
     """One scenario's stream; ``seed`` overrides the scenario's own."""
-    pop = Population(scenario.start, scenario.seed if seed is None else seed, scenario.patient.edition)
+    pop = Population(
+        scenario.start, scenario.seed if seed is None else seed, scenario.patient.edition
+    )
     pop.add(
         PatientPlan(
             scenario.patient,

@@ -82,7 +82,7 @@ def _home_day(rng: random.Random, p: Patient, c: Course, cycle: int) -> float:
     """A calendar day when the patient is at home in ``cycle``."""
     rr = p.indication == "relapsed_refractory"
     hosp = {1: 9 if rr else 3, 2: 2}.get(cycle, 0) if c.home_infusion else 28
-    return round(rng.uniform(hosp + 2, 25), 2)
+    return round(rng.uniform(hosp + 2, max(hosp + 2.5, 26 - 2 * c.home_bag_hours / 24)), 2)
 
 
 def random_deviation(
@@ -90,7 +90,8 @@ def random_deviation(
 ) -> tuple[Deviation, Patient, Course] | None:
     """A deviation of ``kind`` placed where it can happen (or None if this patient cannot)."""
     cycle = rng.randint(1, c.cycles)
-    day = round(rng.uniform(2, 24), 2)
+    # kinds that act at a bag change need a full bag change after their day
+    day = round(rng.uniform(2, max(2.5, 26 - 2 * c.home_bag_hours / 24)), 2)
     if kind in ("occlusion", "caregiver_bag_change", "restart_during_hold"):
         if not c.home_infusion:
             return None
@@ -140,10 +141,10 @@ def random_deviation(
         return Deviation(kind=kind, cycle=limit + 1), p, c
     if kind == "bag_overdue":
         hours = round(rng.uniform(1.5, 6), 2)
-        return Deviation(kind=kind, cycle=cycle, day=min(day, 20.0), hours=hours), p, c
+        return Deviation(kind=kind, cycle=cycle, day=day, hours=hours), p, c
     if kind == "rate_mismatch":
         cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
-        return Deviation(kind=kind, cycle=cycle, day=max(day, 10.0), hours=2), p, c
+        return Deviation(kind=kind, cycle=cycle, day=day, hours=2), p, c
     return Deviation(kind=kind, cycle=cycle, day=day), p, c
 
 
