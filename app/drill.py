@@ -49,16 +49,32 @@ def add_parser(sub: Any) -> None:
     dp.add_argument("--catalogue", action="store_true", help="the bundled scenario catalogue")
     dp.add_argument("--seed", type=int, help="override each scenario's seed / population seed")
     dp.add_argument("--patients", type=int, help="Monte Carlo: population size")
-    dp.add_argument("--error-rate", type=float, default=0.1, help="Monte Carlo: share of patients "
-                    "with one injected deviation (default 0.1)")
-    dp.add_argument("--edition", choices=["seed", "label-2024"], default="seed",
-                    help="Monte Carlo: label edition (scenarios name their own)")
+    dp.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.1,
+        help="Monte Carlo: share of patients with one injected deviation (default 0.1)",
+    )
+    dp.add_argument(
+        "--edition",
+        choices=["seed", "label-2024"],
+        default="seed",
+        help="Monte Carlo: label edition (scenarios name their own)",
+    )
     dp.add_argument("--out", type=Path, help="write the generated stream here")
-    dp.add_argument("--format", choices=["jsonl", "hl7"], default="jsonl",
-                    help="stream format for --out; hl7 writes pump and ADT events as HL7 v2 "
-                    "(MLLP) and the rest beside it as OUT.rest.jsonl")
-    dp.add_argument("--json", type=Path, help="write the machine-readable report here ('-' for "
-                    "standard output, replacing the terminal report)")
+    dp.add_argument(
+        "--format",
+        choices=["jsonl", "hl7"],
+        default="jsonl",
+        help="stream format for --out; hl7 writes pump and ADT events as HL7 v2 "
+        "(MLLP) and the rest beside it as OUT.rest.jsonl",
+    )
+    dp.add_argument(
+        "--json",
+        type=Path,
+        help="write the machine-readable report here ('-' for "
+        "standard output, replacing the terminal report)",
+    )
     dp.add_argument("--generate-only", action="store_true", help="write --out, do not evaluate")
     dp.add_argument("--pack", type=Path, help="rule pack folder (default: Blincyto)")
 
@@ -70,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     if args.catalogue:
         paths.append(catalogue_dir())
     if not paths:
-        sys.stderr.write("pumpguard drill: give SCENARIO files/folders, --catalogue or --patients\n")
+        sys.stderr.write(
+            "pumpguard drill: give SCENARIO files/folders, --catalogue or --patients\n"
+        )
         return EXIT_USAGE
     files = [f for p in paths for f in iter_scenario_files(p)]
     packs: dict[str, CompiledPack] = {}

@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import simpy
 from pumpguard.simulations.course import BAG_RATES, BAG_VOLUMES, iso
@@ -179,9 +179,14 @@ class _PatientSim:
         self.pending: list[Injected] = list(self.injected)
         self.hang_listeners: list[simpy.Event] = []
 
+    @property
+    def t(self) -> int:
+        """Now, in whole minutes (every delay is an integer, so this is exact)."""
+        return int(self.env.now)
+
     # -- emitting -------------------------------------------------------------
     def emit(self, type_: str, **fields: Any) -> str:
-        """Write one canonical event at ``env.now``; pump events are lost while unreachable."""
+        """Write one canonical event at ``self.t``; pump events are lost while unreachable."""
         if (
             self.unreachable
             and type_.startswith("pump.")
@@ -199,10 +204,10 @@ class _PatientSim:
             ev["pump_id"] = self.pump_id
         ev.update({k: v for k, v in fields.items() if v is not None})
         self.sink.lines.append(json.dumps(ev, separators=(",", ":")))
-        return ev["event_id"]
+        return str(ev["event_id"])
 
     def ts(self, at: float | None = None) -> str:
-        return iso(self.when(self.env.now if at is None else at))
+        return iso(self.when(self.t if at is None else at))
 
     def when(self, at: float) -> datetime:
         return self.sink.origin + timedelta(minutes=at)
@@ -223,7 +228,7 @@ class _PatientSim:
         return "nurse" if self.hospitalized else "home_health_nurse"
 
     def mark(self, inj: Injected, at: float | None = None, detail: str = "") -> None:
-        inj.onset = self.when(self.env.now if at is None else at)
+        inj.onset = self.when(self.t if at is None else at)
         inj.detail = detail
 
     def take(self, kind: str, variant: str | None = None) -> Injected | None:
@@ -232,7 +237,7 @@ class _PatientSim:
             d = inj.deviation
             if d.kind != kind or (variant is not None and d.variant != variant):
                 continue
-            if d.cycle == self.cycle and self.env.now >= self.at(d):
+            if d.cycle == self.cycle and self.t >= self.at(d):
                 self.pending.remove(inj)
                 return inj
         return None
@@ -276,7 +281,7 @@ class _PatientSim:
         )
 
     def bag_hours(self, inf_min: int, prefer_home: bool) -> int:
-        pref = self.c.home_bag_hours if prefer_home else self.c.inpatient_bag_hours
+        pref: int = self.c.home_bag_hours if prefer_home else self.c.inpatient_bag_hours
         if self.p.weight_kg < self.floor_kg:
             pref = min(pref, 48)
         limit = pref
@@ -306,7 +311,7 @@ class _PatientSim:
         """The pharmacy process: at ``at`` it labels and dispenses the bag ``plan`` describes."""
 
         def proc() -> Proc:
-            yield self.env.timeout(max(0, at - self.env.now))
+            yield self.env.timeout(max(0, at - self.t))
             hours, dose = plan()
             return self.dispense(hours, dose)
 
@@ -329,11 +334,11 @@ class _PatientSim:
         """Admit 2 h before the cycle, discharge after ``days`` (or when the cycle ends)."""
         if days <= 0:
             return
-        yield self.env.timeout(max(0, start - 2 * H - self.env.now))
+        yield self.env.timeout(max(0, start - 2 * H - self.t))
         self.admit()
         if self.c.home_infusion or exact:
             out = start + round(days * DAY) + (0 if exact else self.rng.randint(60, 240))
-            yield self.env.any_of([self.env.timeout(max(0, out - self.env.now)), cycle_end])
+            yield self.env.any_of([self.env.timeout(max(0, out - self.t)), cycle_end])
         else:
             yield cycle_end
         if cycle_end.triggered:
@@ -403,7 +408,7 @@ class _PatientSim:
     def run_cycle(self, cycle: int, start: int) -> Proc:
         """One cycle from order to last stop; returns the last stop's time."""
         env = self.env
-        yield env.timeout(max(0, start - 6 * H - env.now))
+        yield env.timeout(max(0, start - 6 * H - self.t))
         self.cycle = cycle
         self.cycle_start = start
         self.inf_done = 0
@@ -438,10 +443,10 @@ class _PatientSim:
             lambda: (self.bag_hours(0, prefer_home), first_dose),
         )
         lead = self.draw(self.staff.premedication_lead_min)
-        yield env.timeout(max(0, start - lead - env.now))
+        yield env.timeout(max(0, start - lead - self.t))
         self.premed()
         bag = yield first
-        yield env.timeout(max(0, start - env.now))
+        yield env.timeout(max(0, start - self.t))
         if child is not None:
             self.mark(child, start, f"dosed {first_dose:g} mcg/day as an adult")
         if cycle >= 3 and not self.hospitalized:
@@ -471,7 +476,7 @@ class _PatientSim:
             first = False
             self.inf_done += result.infused
             if self.inf_done >= CYCLE_MIN or (self.stop_course and result.status != "expired"):
-                end = env.now
+                end = self.t
                 flush = self.take("flush_at_completion")
                 if flush is not None:
                     yield env.timeout(3)
@@ -483,14 +488,14 @@ class _PatientSim:
                 bag = yield env.process(self.restart_with_new_bag(result.stop))
                 continue
             # a normal change: the nurse arrives on schedule (a few minutes late)
-            yield env.timeout(max(0, self.next_hang - env.now))
+            yield env.timeout(max(0, self.next_hang - self.t))
             if result.status == "completed":
                 flush = self.take("flush_at_completion")
                 if flush is not None:
                     self.mark(flush, detail="line flushed at a bag completion")
                     self.emit("nursing.line_flush", volume_ml=10.0, aspirated_first=False)
             if self.next_bag is None:  # a stop on the last bag cut the cycle a little short
-                return env.now
+                return self.t
             bag = yield self.next_bag
             self.change(bag)
 
@@ -505,7 +510,7 @@ class _PatientSim:
                     d.kind == "flush_at_bag_change"
                     and d.variant is None
                     and d.cycle == self.cycle
-                    and self.env.now >= self.at(d)
+                    and self.t >= self.at(d)
                 ):
                     self.pending.remove(inj)
                     flush_doc = inj
@@ -533,7 +538,7 @@ class _PatientSim:
     def restart_with_new_bag(self, stop: _Stop) -> Proc:
         """After a stop that outlived the bag: a new bag, premedication and supervision."""
         env = self.env
-        restart = env.now + stop.pause_min
+        restart = self.t + stop.pause_min
         lead = self.draw(self.staff.premedication_lead_min)
         if stop.reset_dose:
             self.step_from = self.inf_done
@@ -545,13 +550,13 @@ class _PatientSim:
         if stop.premed and stop.pause_min > lead:
             yield env.timeout(stop.pause_min - lead)
             self.premed()
-        yield env.timeout(max(0, restart - env.now))
+        yield env.timeout(max(0, restart - self.t))
         bag = yield dispensed
         if stop.on_restart is not None:
             stop.on_restart()
         if stop.supervise:
             self.supervise_soon()
-        self.next_hang = env.now
+        self.next_hang = self.t
         self.change(bag)
         return bag
 
@@ -568,11 +573,11 @@ class _PatientSim:
         if not first:
             yield env.timeout(self.rng.randint(1, 4))
         self.current = bag
-        self.hang_min = env.now
+        self.hang_min = self.t
         rate = BAG_RATES[bag.hours]
         dose = bag.dose
         remaining = min(bag.hours * H, CYCLE_MIN - self.inf_done)
-        change_due = env.now + bag.hours * H
+        change_due = self.t + bag.hours * H
         elasto = self.take("elastomeric_pump")
         if elasto is None and self.pump_id != self.base_pump:
             self.pump_id = self.base_pump
@@ -594,7 +599,7 @@ class _PatientSim:
         overdue = self.take("bag_overdue") if full else None
         if overdue is not None:
             extra = round((overdue.deviation.hours or 3) * H)
-            self.mark(overdue, env.now + bag.hours * H, f"bag left {extra / H:g} h past its time")
+            self.mark(overdue, self.t + bag.hours * H, f"bag left {extra / H:g} h past its time")
             remaining = min(remaining + extra, CYCLE_MIN - self.inf_done)
             change_due += extra
         self.emit(
@@ -629,31 +634,31 @@ class _PatientSim:
             self.next_bag = self.pharmacy(change_due - self.rng.randint(120, 240), plan)
             if self.dose_at(predicted) > step_before:
                 lead = self.draw(self.staff.premedication_lead_min)
-                self.later(max(0, self.next_hang - lead - env.now), self.premed)
+                self.later(max(0, self.next_hang - lead - self.t), self.premed)
         infused = 0
         ran = 0
         while remaining > 0:
-            seg = min(remaining, self.next_hang - env.now)
+            seg = min(remaining, self.next_hang - self.t)
             if seg <= 0:
                 self.emit("pump.infusion_stopped", reason="user")
                 self.running = False
                 return _Result("stopped", infused)
-            t0 = env.now
+            t0 = self.t
             try:
                 yield env.timeout(seg)
-                ran = env.now - t0
+                ran = self.t - t0
                 remaining -= ran
                 infused += ran
             except simpy.Interrupt as intr:
-                ran = env.now - t0
+                ran = self.t - t0
                 remaining -= ran
                 infused += ran
-                stop: _Stop = intr.cause
+                stop = cast(_Stop, intr.cause)
                 self.running = False
                 if stop.alarm:
                     self.emit("pump.alarm", alarm=stop.alarm)
                 self.emit("pump.infusion_stopped", reason=stop.reason)
-                if stop.new_bag_needed or env.now + stop.pause_min >= change_due - 30:
+                if stop.new_bag_needed or self.t + stop.pause_min >= change_due - 30:
                     return _Result("expired", infused, stop)
                 yield from self.pause(stop)
                 self.running = True
@@ -673,12 +678,12 @@ class _PatientSim:
     def pause(self, stop: _Stop) -> Proc:
         """A stop on the same bag: wait, premedicate before a long restart, resume."""
         env = self.env
-        resume_at = env.now + stop.pause_min
+        resume_at = self.t + stop.pause_min
         lead = self.draw(self.staff.premedication_lead_min)
         if stop.premed and stop.pause_min > lead:
             yield env.timeout(stop.pause_min - lead)
             self.premed()
-        yield env.timeout(max(0, resume_at - env.now))
+        yield env.timeout(max(0, resume_at - self.t))
         if stop.alarm:
             self.emit("pump.alarm", alarm=stop.alarm, cleared=True)
         if stop.on_restart is not None:
@@ -690,8 +695,8 @@ class _PatientSim:
     def when_running(self, at: int, *, room_min: int = 0) -> Proc:
         """Wait until ``at``, then until the drug runs with ``room_min`` left on its bag."""
         env = self.env
-        yield env.timeout(max(0, at - env.now))
-        while not (self.running and self.change_due - env.now > room_min):
+        yield env.timeout(max(0, at - self.t))
+        while not (self.running and self.change_due - self.t > room_min):
             ev = env.event()
             self.hang_listeners.append(ev)
             yield ev
@@ -718,7 +723,7 @@ def _occlusion(sim: _PatientSim, inj: Injected) -> Proc:
     d = inj.deviation
     pause = round((d.hours or 5) * H)
     yield from sim.when_running(sim.at(d), room_min=pause + 2 * H)
-    restart = sim.env.now + pause
+    restart = sim.t + pause
     sim.mark(inj, restart, f"occlusion for {pause / H:g} h, restarted at home")
     sim.interrupt(_Stop("occlusion", pause, d.premedicated, d.supervised, alarm="occlusion"))
 
@@ -727,7 +732,7 @@ def _long_interruption(sim: _PatientSim, inj: Injected) -> Proc:
     d = inj.deviation
     pause = round((d.days or 8) * DAY)
     yield from sim.when_running(sim.at(d))
-    sim.mark(inj, sim.env.now + pause, f"restarted after {pause / DAY:g} days in the same cycle")
+    sim.mark(inj, sim.t + pause, f"restarted after {pause / DAY:g} days in the same cycle")
     sim.interrupt(_Stop("user", pause, True, True, new_bag_needed=True))
 
 
@@ -767,7 +772,7 @@ def _hold(sim: _PatientSim, inj: Injected) -> Proc:
             sim.later(2 * H, lambda: sim.emit("order.released"))
 
     # a reaction's own finding comes first, so its onset is the reaction
-    onset = sim.env.now if d.variant == "reaction" else sim.env.now + pause
+    onset = sim.t if d.variant == "reaction" else sim.t + pause
     sim.mark(inj, onset, f"restarted {pause / H:g} h later while the hold was open")
     sim.interrupt(_Stop("user", pause, True, True, on_restart=after))
 

@@ -60,8 +60,8 @@ def _profile(rng: random.Random, index: int, edition: str) -> Patient:
         weight_kg=weight,
         bsa_m2=bsa,
         age_years=age,
-        indication=indication,  # type: ignore[arg-type]
-        edition=edition,  # type: ignore[arg-type]
+        indication=indication,
+        edition=edition,
     )
 
 
@@ -72,7 +72,7 @@ def _course(rng: random.Random, p: Patient) -> Course:
     homes = [48, 96, 168] if p.weight_kg >= floor else [24, 48]
     return Course(
         cycles=cycles,
-        home_bag_hours=rng.choice(homes),  # type: ignore[arg-type]
+        home_bag_hours=rng.choice(homes),
         home_infusion=rng.random() < 0.9,
         short_stops_per_cycle=rng.choice([0.0, 0.5, 1.0, 2.0]),
     )

@@ -193,9 +193,7 @@ def score(generated: Generated, findings: list[Finding], raisable: set[str]) -> 
             result.status = "detected"
             result.ttd_h = round(max(0.0, worst), 2)
         out.append(result)
-    false = [
-        f for fs in by_patient.values() for f in fs if f.finding_id not in explained
-    ]
+    false = [f for fs in by_patient.values() for f in fs if f.finding_id not in explained]
     false.sort(key=lambda f: (f.ts, f.patient_id))
     return Score(out, false, len(findings), info)
 

@@ -79,7 +79,8 @@ class TestCommand:
         assert main(["drill", str(path)]) == 0
         path.write_text(
             "patient: {id: P-W}\ncourse: {cycles: 1}\n"
-            "deviations:\n  - {kind: bolus, cycle: 1, day: 12, expect: [HOSPITALIZATION_REQUIRED]}\n"
+            "deviations:\n"
+            "  - {kind: bolus, cycle: 1, day: 12, expect: [HOSPITALIZATION_REQUIRED]}\n"
         )
         assert main(["drill", str(path)]) == 1
         out = capsys.readouterr().out

@@ -49,7 +49,7 @@ class TestValidation:
     def test_bad_file_names_the_file(self, tmp_path: Path):
         bad = tmp_path / "bad.yaml"
         bad.write_text("patient: {weight_kg: -1}\n")
-        with pytest.raises(ScenarioError, match="bad.yaml"):
+        with pytest.raises(ScenarioError, match=r"bad\.yaml"):
             load_scenario(bad)
 
     def test_occlusion_codes_follow_its_flags(self):
