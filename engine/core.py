@@ -284,6 +284,7 @@ class Engine:
                     opened_by=rule.id,
                     carry=carry,
                     evidence=evidence,
+                    before_events=spec.at_due == "before_events",
                 )
             elif action.close_deadline is not None:
                 self._deadlines.close(patient.patient_id, action.close_deadline)

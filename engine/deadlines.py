@@ -29,6 +29,7 @@ class Deadline:
     carry: dict[str, Any] = field(default_factory=dict)
     evidence: tuple[str, ...] = ()
     cancelled: bool = False
+    before_events: bool = False
 
 
 class DeadlineQueue:
@@ -51,10 +52,12 @@ class DeadlineQueue:
         opened_by: str,
         carry: dict[str, Any],
         evidence: tuple[str, ...],
+        before_events: bool = False,
     ) -> Deadline:
         self.close(patient_id, name)
         self._seq += 1
         d = Deadline(due, patient_id, name, self._seq, opened_by, carry, evidence)
+        d.before_events = before_events
         self._open[(patient_id, name)] = d
         heapq.heappush(self._heap, (due, patient_id, self._seq, d))
         return d
@@ -77,17 +80,27 @@ class DeadlineQueue:
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, until: float, *, inclusive: bool) -> Iterator[Deadline]:
-        """Deadlines due before ``until`` (or at it, if inclusive), earliest first."""
+        """Deadlines due before ``until`` (or at it, if inclusive), earliest first.
+
+        A deadline marked ``before_events`` that falls due exactly at ``until``
+        fires even when not inclusive: it comes before the events of that instant.
+        """
         heap = self._heap
+        held: list[tuple[float, str, int, Deadline]] = []
         while heap:
             due, _, _, d = heap[0]
-            if due > until or (due == until and not inclusive):
-                return
+            if due > until:
+                break
+            if due == until and not inclusive and not d.before_events:
+                held.append(heapq.heappop(heap))
+                continue
             heapq.heappop(heap)
             if d.cancelled:
                 continue
             del self._open[(d.patient_id, d.name)]
             yield d
+        for item in held:
+            heapq.heappush(heap, item)
 
     def open_for(self, patient_id: str) -> list[Deadline]:
         return sorted(

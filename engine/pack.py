@@ -94,9 +94,18 @@ class RaiseAction(_Strict):
 
 
 class DeadlineAction(_Strict):
+    """Open a deadline ``after_h`` from now.
+
+    ``at_due`` says what happens to events at exactly the due time: by default
+    they are applied first (a window "within 1 h" includes its end); with
+    ``before_events`` the deadline fires first (a state that must last "at least
+    72 h" has lasted long enough at 72 h).
+    """
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     after_h: float | str
     carry: dict[str, str] = Field(default_factory=dict)
+    at_due: Literal["after_events", "before_events"] = "after_events"
 
 
 class SetAction(_Strict):
