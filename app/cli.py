@@ -87,6 +87,38 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--site", type=Path, help="site parameter file overriding pack parameters")
     rp.add_argument("--config", type=Path, help="adapter configuration (YAML)")
 
+    rp.add_argument(
+        "--sink",
+        choices=["jsonl", "structlog", "hl7", "hl7-cr", "fhir"],
+        default="jsonl",
+        help="findings as JSONL (default), structlog lines, HL7 ORU^R40 or FHIR DetectedIssue",
+    )
+
+    ep = sub.add_parser("explain", help="why each finding fired, and the near misses")
+    ep.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    ep.add_argument("--edition")
+    ep.add_argument("--until", type=_parse_time)
+    ep.add_argument("--patient", help="only this patient")
+    ep.add_argument("--json", action="store_true", help="JSON instead of text")
+    ep.add_argument("--pack", type=Path, default=None)
+    ep.add_argument("--site", type=Path)
+    ep.add_argument("--config", type=Path)
+
+    cp = sub.add_parser("convert", help="write the canonical events the inputs give (JSONL)")
+    cp.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    cp.add_argument("--out", type=Path, help="canonical JSONL (default: standard output)")
+    cp.add_argument("--rejects", type=Path, help="rejects file (default: beside --out)")
+    cp.add_argument("--config", type=Path, help="adapter configuration (YAML)")
+
+    rules = sub.add_parser("rules", help="rule pack tools")
+    rsub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
+    check = rsub.add_parser("check", help="validate a rule pack (every edition)")
+    check.add_argument("path", type=Path, nargs="?", default=None)
+    check.add_argument("--site", type=Path)
+    matrix = rsub.add_parser("matrix", help="traceability: requirement -> rules -> tests")
+    matrix.add_argument("--pack", type=Path, default=None)
+    matrix.add_argument("--tests", type=Path, default=Path("tests"))
+
     dp = sub.add_parser("demo", help="replay the bundled example course and summarise")
     dp.add_argument("--out-dir", type=Path, default=Path("pumpguard-demo"))
     for module in _plugins():
@@ -117,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_replay(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "explain":
+            return cmd_explain(args)
+        if args.command == "convert":
+            return cmd_convert(args)
+        if args.command == "rules":
+            return cmd_rules(args)
         for module in _plugins():
             if args.command in getattr(module, "COMMANDS", ()):
                 return int(module.run(args))
@@ -147,7 +185,7 @@ def _open_sources(paths: Sequence[Path], config: Path | None) -> list[EventSourc
         return [JsonlSource(p) for p in paths]
     cfg = None
     if config is not None:
-        from pumpguard.adapters.detect import AdapterConfig
+        from pumpguard.adapters.config import AdapterConfig
 
         cfg = AdapterConfig.from_yaml(config)
     return [open_source(p, cfg) for p in paths]
@@ -179,9 +217,11 @@ def run_replay(
     *,
     until: float | None = None,
     config: Path | None = None,
+    explain: bool = False,
+    sink_kind: str = "jsonl",
 ) -> tuple[list[Finding], Engine, Replay]:
     sources = _open_sources(inputs, config)
-    engine = Engine(pack)
+    engine = Engine(pack, explain=explain)
     replay = Replay(engine, until=until)
     try:
         for source in sources:
@@ -202,13 +242,21 @@ def run_replay(
     def on_reject(src: str, position: str, reason: str, event_id: str | None) -> None:
         rejects.add(Reject(src, position, reason, event_id=event_id))
 
-    sink = JsonlFindingSink(out)
+    sink = _sink(sink_kind, out)
     findings: list[Finding] = []
     for finding in replay.run(on_reject):
         sink.write(finding)
         findings.append(finding)
     sink.close()
     return findings, engine, replay
+
+
+def _sink(kind: str, out: IO[str]) -> Any:
+    if kind == "jsonl":
+        return JsonlFindingSink(out)
+    from pumpguard.adapters.sinks import make_sink
+
+    return make_sink(kind, out)  # type: ignore[arg-type]
 
 
 def _exit_status(findings: list[Finding], engine: Engine, rejects: int, fail_on: str | None) -> int:
@@ -238,7 +286,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             rejects_file = rejects_path.open("w", encoding="utf-8")
         report = _RejectReport(rejects_file)
         findings, engine, replay = run_replay(
-            args.inputs, out, report, pack, until=args.until, config=args.config
+            args.inputs,
+            out,
+            report,
+            pack,
+            until=args.until,
+            config=args.config,
+            sink_kind=args.sink,
         )
     finally:
         if out_file is not None:
@@ -318,3 +372,213 @@ def _table(findings: Sequence[Finding]) -> str:
         if n == 0:
             lines.append("-" * min(160, len(head) + 40))
     return "\n".join(lines) + "\n"
+
+
+# -- explain ---------------------------------------------------------------------
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Per patient: each finding with the values that made it, and the near misses."""
+    import io
+    import json
+
+    pack = load_pack(args.pack or default_pack(), edition=args.edition, site_file=args.site)
+    report = _RejectReport(None)
+    findings, engine, _ = run_replay(
+        args.inputs,
+        io.StringIO(),
+        report,
+        pack,
+        until=args.until,
+        config=args.config,
+        explain=True,
+    )
+    patients = sorted({f.patient_id for f in findings} | {n.patient_id for n in engine.near_misses})
+    if args.patient:
+        patients = [p for p in patients if p == args.patient]
+    out: dict[str, Any] = {}
+    for pid in patients:
+        items: list[tuple[str, dict[str, Any]]] = []
+        for f in findings:
+            if f.patient_id == pid:
+                why = engine.explanations.get(f.finding_id, {})
+                items.append(
+                    (f.ts, {"kind": "finding", "finding": f.model_dump(mode="json"), "why": why})
+                )
+        for n in engine.near_misses:
+            if n.patient_id == pid:
+                items.append(
+                    (
+                        n.ts,
+                        {
+                            "kind": "near_miss",
+                            "rule_id": n.rule_id,
+                            "ts": n.ts,
+                            "event_id": n.event_id,
+                            "message": n.message,
+                            "not_met": n.because,
+                            "values": n.values,
+                        },
+                    )
+                )
+        out[pid] = [item for _, item in sorted(items, key=lambda x: x[0])]
+    if args.json:
+        sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(_explain_text(out))
+    return EXIT_REJECTS if report.errors else EXIT_OK
+
+
+def _fmt_values(values: dict[str, Any]) -> str:
+    parts = []
+    for k, v in values.items():
+        if isinstance(v, float):
+            v = round(v, 2)
+        parts.append(f"{k}={v}")
+    return ", ".join(parts)
+
+
+def _explain_text(out: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for pid, items in out.items():
+        lines.append(f"Patient {pid}")
+        for item in items:
+            if item["kind"] == "finding":
+                f = item["finding"]
+                why = item["why"]
+                lines.append(f"  FINDING {f['ts']}  {f['code']} ({f['rule_id']}, {f['severity']})")
+                lines.append(f"    {f['message']}")
+                opened = why.get("opened_by")
+                if opened:
+                    lines.append(
+                        f"    opened at {opened['at']} by {opened['rule']}: {opened['when']}"
+                    )
+                    lines.append(f"      with {_fmt_values(opened['values'])}")
+                    lines.append(f"    and nothing closed it by {f['ts']}")
+                elif why:
+                    lines.append(f"    because {why['when']}")
+                    lines.append(f"      with {_fmt_values(why['values'])}")
+                lines.append(f"    evidence: {', '.join(f['evidence'])}; cites {f['citation']}")
+            else:
+                lines.append(f"  NEAR MISS {item['ts']}  {item['rule_id']}: {item['message']}")
+                lines.append(f"    not met: {item['not_met']}  ({_fmt_values(item['values'])})")
+        lines.append("")
+    if not out:
+        lines.append("No findings and no near misses.")
+    return "\n".join(lines) + "\n"
+
+
+# -- convert ---------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """The canonical events exactly as the engine would see them, rejects beside them."""
+    from pumpguard.adapters.config import AdapterConfig
+    from pumpguard.adapters.convert import convert
+
+    for path in args.inputs:
+        if not path.is_file():
+            sys.stderr.write(f"pumpguard: cannot read input: {path}: no such file\n")
+            return EXIT_USAGE
+    cfg = AdapterConfig.from_yaml(args.config) if args.config else None
+    rejects_path: Path | None = args.rejects
+    if rejects_path is None and args.out is not None:
+        rejects_path = args.out.with_name(args.out.stem + ".rejects.jsonl")
+    out: IO[str] = sys.stdout
+    out_file = rej_file = None
+    try:
+        if args.out is not None:
+            out = out_file = args.out.open("w", encoding="utf-8")
+        rej: IO[str] = _StderrTee(None)
+        if rejects_path is not None:
+            rej_file = rejects_path.open("w", encoding="utf-8")
+            rej = _StderrTee(rej_file)
+        written, failed = convert(list(args.inputs), out, rej, cfg)
+    finally:
+        if out_file is not None:
+            out_file.close()
+        if rej_file is not None:
+            rej_file.close()
+    log.info(
+        "convert.done", events=written, rejected=failed, out=str(args.out) if args.out else "stdout"
+    )
+    return EXIT_REJECTS if failed else EXIT_OK
+
+
+class _StderrTee:
+    """A text stream that copies reject lines to standard error and, if given, a file."""
+
+    def __init__(self, file: IO[str] | None) -> None:
+        self.file = file
+
+    def write(self, text: str) -> int:
+        sys.stderr.write(text)
+        if self.file is not None:
+            self.file.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+# -- rules -----------------------------------------------------------------------
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    if args.rules_command == "check":
+        return _rules_check(args)
+    return _rules_matrix(args)
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    path = args.path or default_pack()
+    first = load_pack(path, site_file=args.site)
+    for edition in first.spec.editions:
+        pack = load_pack(path, edition=edition, site_file=args.site)
+        Engine(pack)  # registers every rule with durable-rules: a rule it refuses fails here
+        sys.stdout.write(
+            f"ok  {pack.ref.name} {pack.ref.version} edition {edition}: {len(pack.rules)} rules, "
+            f"{len(pack.spec.requirements)} requirements, sha256 {pack.ref.sha256[:16]}\n"
+        )
+    return EXIT_OK
+
+
+def _rules_matrix(args: argparse.Namespace) -> int:
+    import re
+
+    import yaml
+
+    pack = load_pack(args.pack or default_pack())
+    tests: dict[str, list[str]] = {r: [] for r in pack.spec.requirements}
+    tests_dir: Path = args.tests
+    expected = tests_dir / "scenarios" / "expected.yaml"
+    if expected.is_file():
+        for name, spec in sorted((yaml.safe_load(expected.read_text()) or {}).items()):
+            tests.setdefault(spec["requirement"], []).append(f"scenarios/{name}")
+    if tests_dir.is_dir():
+        for f in sorted(tests_dir.glob("test_rule_*.py")):
+            for req in sorted(set(re.findall(r"R-[A-Z]+(?:-[A-Z]+)?", f.read_text()))):
+                if req in tests:
+                    tests[req].append(f.name)
+    missing = 0
+    w = sys.stdout.write
+    for req, text in pack.spec.requirements.items():
+        rules = [r.id for r in pack.rules if r.spec.requirement == req]
+        codes = sorted(
+            {
+                a.raise_.code
+                for r in pack.rules
+                if r.spec.requirement == req
+                for a in r.actions
+                if a.raise_
+            }
+        )
+        w(f"{req}: {text}\n")
+        w(f"  rules: {', '.join(rules) or 'NONE'}\n")
+        w(f"  codes: {', '.join(codes) or '-'}\n")
+        w(f"  tests: {len(tests.get(req, []))}: {', '.join(tests.get(req, [])) or 'NONE'}\n")
+        missing += (not rules) + (not tests.get(req))
+    if missing:
+        sys.stderr.write(f"pumpguard: {missing} requirement(s) without a rule or a test\n")
+        return EXIT_FINDINGS
+    return EXIT_OK

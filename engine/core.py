@@ -117,6 +117,7 @@ class Engine:
         self.errors: list[RuleEvaluationError] = []
         self.near_misses: list[NearMiss] = []
         self.explanations: dict[str, dict[str, Any]] = {}
+        self._opened_why: dict[str, Any] | None = None
         self.watermark = float("-inf")
         self.events_seen = 0
 
@@ -142,6 +143,7 @@ class Engine:
         if isinstance(self.clock, ReplayClock):
             self.clock.observe(ts)
         self.events_seen += 1
+        self._opened_why = None
         patient = self.patient(event.patient_id)
         passing = patient.apply(event, ts)
         if event.type not in self._by_type:
@@ -182,6 +184,7 @@ class Engine:
         return out
 
     def _fire_one(self, d: Deadline) -> list[Finding]:
+        self._opened_why = d.why
         patient = self.patient(d.patient_id)
         message = {
             "sid": "0",
@@ -268,6 +271,7 @@ class Engine:
                         "when": rule.condition.source,
                         "values": {ref: _lookup(env, ref) for ref in rule.condition.refs},
                         "carried": dict(env.get("deadline", {})),
+                        "opened_by": self._opened_why,
                     }
                 out.append(finding)
             elif action.open_deadline is not None and value is not None:
@@ -277,7 +281,7 @@ class Engine:
                     continue  # an unknown duration opens nothing: the rule's condition guards it
                 carry = {k: _lookup(env, ref) for k, ref in spec.carry.items()}
                 carry = {k: v for k, v in carry.items() if v is not None}
-                self._deadlines.open(
+                d = self._deadlines.open(
                     patient.patient_id,
                     spec.name,
                     ts + max(0.0, float(hours)) * 3600.0,
@@ -286,6 +290,13 @@ class Engine:
                     evidence=evidence,
                     before_events=spec.at_due == "before_events",
                 )
+                if self.explain:
+                    d.why = {
+                        "rule": rule.id,
+                        "at": format_ts(ts),
+                        "when": rule.condition.source,
+                        "values": {ref: _lookup(env, ref) for ref in rule.condition.refs},
+                    }
             elif action.close_deadline is not None:
                 self._deadlines.close(patient.patient_id, action.close_deadline)
             elif action.set is not None:

@@ -1,0 +1,134 @@
+"""`pumpguard explain`, `rules check|matrix`, `convert`, replay sinks, and HL7 equivalence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pumpguard.cli import bundled_demo_course, main
+from pumpguard.rules import default_pack
+
+COURSE = bundled_demo_course()
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def test_explain_shows_why_a_deadline_finding_fired(capsys):
+    assert main(["explain", str(COURSE), "--patient", "P-1001"]) == 0
+    out = capsys.readouterr().out
+    assert "REINITIATION_UNSUPERVISED" in out
+    assert "opened at 2026-03-17T16:10:00Z by BLN-REINIT-01" in out
+    assert "state.interruption_h=5.17" in out
+    assert "P-1002" not in out
+
+
+def test_explain_reports_the_near_miss_below_four_hours(capsys):
+    main(["explain", str(SCENARIOS / "reinit_3h59_silent.jsonl")])
+    out = capsys.readouterr().out
+    assert "NEAR MISS" in out
+    assert "Interruption of 3 h 59 min, below the 4 h threshold" in out
+    assert "not met: state.interruption_h >= 4" in out
+
+
+def test_explain_json_is_machine_readable(capsys):
+    main(["explain", str(COURSE), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    kinds = [item["kind"] for items in data.values() for item in items]
+    assert kinds.count("finding") == 5
+    assert set(data) == {"P-1001", "P-1002"}
+    [near] = [i for i in data["P-1001"] if i["kind"] == "near_miss"]
+    assert near["rule_id"] == "BLN-HOSP-RR-01"  # discharged on day 10: just after the window
+
+
+def test_rules_check_accepts_the_bundled_pack_in_every_edition(capsys):
+    assert main(["rules", "check", str(default_pack())]) == 0
+    out = capsys.readouterr().out
+    assert "edition seed" in out
+    assert "edition label-2024" in out
+
+
+def test_rules_check_names_file_and_line_of_a_mistake(tmp_path, capsys):
+    pack = tmp_path / "pack"
+    shutil.copytree(default_pack(), pack)
+    text = (
+        (pack / "dose.yaml")
+        .read_text()
+        .replace(
+            "cond.fixed_band and cond.step_start_zone", "cond.fixed_band and cond.no_such_zone", 1
+        )
+    )
+    (pack / "dose.yaml").write_text(text)
+    assert main(["rules", "check", str(pack)]) == 2
+    err = capsys.readouterr().err
+    assert "dose.yaml:14: rule BLN-DOSE-01: unknown condition cond.no_such_zone" in err
+
+
+def test_rules_matrix_traces_every_requirement_to_rules_and_tests(capsys):
+    tests_dir = Path(__file__).resolve().parent
+    assert main(["rules", "matrix", "--tests", str(tests_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "NONE" not in out
+    assert out.count("  rules: ") == 18
+
+
+def test_convert_writes_the_canonical_events_the_engine_sees(tmp_path):
+    out = tmp_path / "events.jsonl"
+    assert main(["convert", str(COURSE), "--out", str(out)]) == 0
+    original = [json.loads(x) for x in COURSE.read_text().splitlines()]
+    converted = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [e["event_id"] for e in converted] == [e["event_id"] for e in original]
+
+
+def test_convert_missing_input_exits_two(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "nope.hl7")]) == 2
+
+
+@pytest.mark.parametrize(("sink", "marker"), [("fhir", '"resourceType"'), ("hl7-cr", "ORU^R40")])
+def test_replay_delivers_findings_through_other_sinks(sink, marker, capsys):
+    assert main(["replay", str(COURSE), "--sink", sink]) == 0
+    assert marker in capsys.readouterr().out
+
+
+def test_the_same_course_as_hl7_and_as_jsonl_gives_the_same_findings(tmp_path):
+    """Pump and encounter events travel as HL7 v2 (PCD-10, ADT); the rest as JSONL."""
+    from pumpguard.adapters.hl7_writer import Hl7Writer, UnsupportedEvent, frame
+    from pumpguard.engine.events import event_adapter
+
+    writers: dict[str, Hl7Writer] = {}
+    messages: list[str] = []
+    rest: list[str] = []
+    carried = 0
+    for line in COURSE.read_text().splitlines():
+        event = event_adapter.validate_json(line)
+        if event.type.startswith(("pump.", "encounter.")) and event.type not in (
+            "pump.registered",
+            "pump.flush",
+        ):
+            try:
+                messages += writers.setdefault(event.patient_id, Hl7Writer()).render(event)
+                carried += 1
+                continue
+            except UnsupportedEvent:
+                pass
+        rest.append(line)
+    assert carried > 100
+    (tmp_path / "pumps.hl7").write_text(frame(messages, "mllp"))
+    (tmp_path / "rest.jsonl").write_text("\n".join(rest) + "\n")
+    main(["replay", str(COURSE), "--out", str(tmp_path / "a.jsonl")])
+    main(
+        [
+            "replay",
+            str(tmp_path / "pumps.hl7"),
+            str(tmp_path / "rest.jsonl"),
+            "--out",
+            str(tmp_path / "b.jsonl"),
+        ]
+    )
+
+    def key(path: Path) -> list[tuple[str, str, str, str]]:
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        return [(f["ts"], f["patient_id"], f["code"], f["rule_id"]) for f in rows]
+
+    assert key(tmp_path / "a.jsonl") == key(tmp_path / "b.jsonl")
+    assert len(key(tmp_path / "a.jsonl")) == 5
