@@ -272,11 +272,18 @@ def _exit_status(findings: list[Finding], engine: Engine, rejects: int, fail_on:
     return status
 
 
+def _rejects_path(args: argparse.Namespace) -> Path | None:
+    """--rejects, else a rejects file beside --out (FINDINGS.rejects.jsonl), else none."""
+    if args.rejects is not None:
+        return Path(args.rejects)
+    if args.out is not None:
+        return Path(args.out).with_name(Path(args.out).stem + ".rejects.jsonl")
+    return None
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     pack = load_pack(args.pack or default_pack(), edition=args.edition, site_file=args.site)
-    rejects_path: Path | None = args.rejects
-    if rejects_path is None and args.out is not None:
-        rejects_path = args.out.with_name(args.out.stem + ".rejects.jsonl")
+    rejects_path = _rejects_path(args)
     out: IO[str] = sys.stdout
     out_file = rejects_file = None
     try:
@@ -481,9 +488,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             sys.stderr.write(f"pumpguard: cannot read input: {path}: no such file\n")
             return EXIT_USAGE
     cfg = AdapterConfig.from_yaml(args.config) if args.config else None
-    rejects_path: Path | None = args.rejects
-    if rejects_path is None and args.out is not None:
-        rejects_path = args.out.with_name(args.out.stem + ".rejects.jsonl")
+    rejects_path = _rejects_path(args)
     out: IO[str] = sys.stdout
     out_file = rej_file = None
     try:

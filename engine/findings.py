@@ -43,6 +43,8 @@ class RulePackRef(BaseModel):
     version: str
     sha256: str
     edition: str
+    parameters_sha256: str
+    site: str | None = None
 
 
 class Finding(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import re
 import types
 import typing
@@ -380,8 +381,14 @@ def load_pack(
             continue
         compiled.append(_compile_rule(rule, where, spec, params, fields, carried, macros))
 
+    in_force = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
     ref = RulePackRef(
-        name=spec.name, version=spec.version, sha256=digest.hexdigest(), edition=chosen
+        name=spec.name,
+        version=spec.version,
+        sha256=digest.hexdigest(),
+        edition=chosen,
+        parameters_sha256=hashlib.sha256(in_force).hexdigest(),
+        site=site_name,
     )
     return CompiledPack(
         spec=spec,
