@@ -43,7 +43,7 @@ class RulePackRef(BaseModel):
     version: str
     sha256: str
     edition: str
-    parameters_sha256: str
+    parameters_sha256: str | None = None
     site: str | None = None
 
 
