@@ -59,8 +59,8 @@ class _Host(_durable.Host):  # type: ignore[misc]
         """No background threads: time is ours, not durable-rules'."""
 
 
-MAX_LOGIC_NODES = 12
-"""durable-rules refuses a condition with about 15 ``$and``/``$or`` nodes (error 113)."""
+MAX_LOGIC_NODES = 14
+"""durable-rules refuses 16 or more ``$and``/``$or`` nodes in a condition (error 113)."""
 
 
 def logic_nodes(expr: Any) -> int:
@@ -75,6 +75,22 @@ def logic_nodes(expr: Any) -> int:
 
 Plan = str | tuple[str, list[Any]]
 """A ruleset name, or ("$and" | "$or", [sub-plans]) over several rulesets."""
+
+
+def _leaves(plan: Plan) -> list[str]:
+    if isinstance(plan, str):
+        return [plan]
+    return [leaf for p in plan[1] for leaf in _leaves(p)]
+
+
+def _holds(plan: Plan, fired: set[str]) -> bool:
+    """Whether a rule's plan holds, given which of its parts durable-rules fired."""
+    if isinstance(plan, str):
+        return plan in fired
+    op, parts = plan
+    if op == "$and":
+        return all(_holds(p, fired) for p in parts)
+    return any(_holds(p, fired) for p in parts)
 
 
 def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
@@ -111,25 +127,57 @@ def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
 
 
 class RuleHost:
-    """Evaluates compiled conditions on durable-rules, one ruleset per rule (or part)."""
+    """Evaluates compiled conditions on durable-rules.
 
-    def __init__(self, conditions: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+    The rules that listen to one event type share one ruleset (a *group*; a rule
+    too large for durable-rules joins it as its parts). Each message is
+    asserted as a durable-rules *fact*, not an event: an event is consumed by
+    its first firing (#400), a fact fires every rule it matches, in one call.
+    The fact is retracted straight after, so nothing stays in the network and
+    no two facts ever coexist (ids are sequential, so durable-rules' 32-bit id
+    hashing cannot collide). Each event costs one assert and one retract,
+    however many rules listen.
+    """
+
+    def __init__(
+        self,
+        conditions: Iterable[tuple[str, dict[str, Any] | None]],
+        groups: Iterable[Iterable[str]] = (),
+    ) -> None:
         self._fired: list[str] = []
         self._seq = 0
         definitions: dict[str, Any] = {}
         actions: dict[str, Callable[..., None]] = {}
         self._plans: dict[str, Plan] = {}
+        self._parts: dict[str, dict[str, Any]] = {}
+        self._actions: dict[tuple[str, str], str] = {}
         for rule_id, cond in conditions:
             pattern: dict[str, Any] = {"$ex": {"type": 1}} if cond is None else cond
             parts: dict[str, Any] = {}
             self._plans[rule_id] = split(pattern, rule_id, parts)
-            for part, expr in parts.items():
+            self._parts.update(parts)
+            for part, expr in parts.items():  # a ruleset per part, for ungrouped use
                 definitions[part] = {part: {"all": [{"m": expr}], "run": part}}
                 actions[part] = self._recorder(part)
+                self._actions[(part, part)] = part
+        self._groups: dict[tuple[str, ...], str] = {}
+        for n, group in enumerate(groups):
+            ids = tuple(group)
+            name = f"group#{n}"
+            body: dict[str, Any] = {}
+            for rule_id in ids:
+                for part in _leaves(self._plans[rule_id]):
+                    key = f"k{len(body)}"
+                    body[key] = {"all": [{"m": self._parts[part]}], "run": f"{name}:{key}"}
+                    actions[f"{name}:{key}"] = self._recorder(part)
+                    self._actions[(name, key)] = part
+            definitions[name] = body
+            self._groups[ids] = name
         self.definitions = definitions
         self._host = _Host(definitions, actions) if definitions else None
 
     def _recorder(self, name: str) -> Callable[..., None]:
+        """durable-rules wants a callable per action; we only need the name it stands for."""
         fired = self._fired
 
         def record(_closure: Any) -> None:
@@ -138,21 +186,58 @@ class RuleHost:
         return record
 
     def evaluate(self, rule_ids: Iterable[str], message: dict[str, Any]) -> list[str]:
-        """Post ``message`` to each rule's ruleset(s); return the ids that matched, in order.
-
-        The message is checked by the gate and serialised once for all rulesets
-        (durable-rules' ``Host.post`` would serialise it again per ruleset, and
-        once more to build each "not handled" exception).
-        """
+        """Evaluate ``message`` against the rules; return those that matched, in the order given."""
         check_message(message)
-        matched: list[str] = []
+        ids = tuple(rule_ids)
         if self._host is None:
-            return matched
+            return []
+        name = self._groups.get(ids)
+        if name is None:
+            return self._one_by_one(ids, message)
+        try:
+            fired = set(self._assert_fact(name, self._text(message)))
+        except RuleEvaluationError:
+            raise
+        except Exception as exc:
+            msg = f"durable-rules failed evaluating {', '.join(ids)}: {exc!r}"
+            raise RuleEvaluationError(msg, rule_id=ids[0] if len(ids) == 1 else None) from exc
+        return [r for r in ids if _holds(self._plans[r], fired)]
+
+    def _text(self, message: dict[str, Any]) -> str:
         self._seq += 1
         message["id"] = str(self._seq)
         text = json.dumps(message, ensure_ascii=False)
         del message["id"]
-        for rule_id in rule_ids:
+        return text
+
+    def _assert_fact(self, name: str, text: str) -> list[str]:
+        """Assert, collect every firing, retract: the names of the parts that matched."""
+        assert self._host is not None
+        handle = self._host.get_ruleset(name)._handle
+        fired: list[str] = []
+        result = _native.assert_fact(handle, text)
+        try:
+            if result[0] == _OBSERVED:
+                msg = f"durable-rules saw message {self._seq} twice in {name}"
+                raise RuleEvaluationError(msg)
+            if result[0] not in (_NOT_HANDLED, _NO_ACTION):
+                state_handle = result[1]
+                pending = _native.start_action_for_state(handle, state_handle)
+                action = pending[1] if pending else None
+                while action:
+                    fired.append(self._actions[(name, action[2 : action.index('"', 2)])])
+                    action = _native.complete_and_start_action(handle, state_handle)
+        finally:
+            if result[0] != _NOT_HANDLED:
+                _native.retract_fact(handle, text)
+        return fired
+
+    def _one_by_one(self, ids: tuple[str, ...], message: dict[str, Any]) -> list[str]:
+        matched: list[str] = []
+        if not ids:
+            return matched
+        text = self._text(message)
+        for rule_id in ids:
             try:
                 if self._check(self._plans[rule_id], text):
                     matched.append(rule_id)
@@ -173,6 +258,7 @@ class RuleHost:
         return any(self._check(p, text) for p in parts)
 
     def _post(self, name: str, text: str) -> bool:
+        """One post to one ruleset; True if the ruleset's (single) rule fired."""
         assert self._host is not None
         self._fired.clear()
         ruleset = self._host.get_ruleset(name)
@@ -183,15 +269,15 @@ class RuleHost:
             msg = f"durable-rules saw message {self._seq} twice in {name}"
             raise RuleEvaluationError(msg, rule_id=name)
         if result[0] != _NO_ACTION:
-            errors: list[BaseException] = []
-
-            def done(error: BaseException | None, _state: Any) -> None:
-                if error is not None:
-                    errors.append(error)
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                ruleset.do_actions(result[1], done)
-            if errors:
-                raise errors[0]
+            # A match: read which actions fired straight from the native API and
+            # complete them. Our actions only record the rule, so durable-rules'
+            # Python action path (a Closure, JSON decoding of the state and the
+            # message, a wall-clock read, a state update) is not needed.
+            handle = ruleset._handle
+            state_handle = result[1]
+            pending = _native.start_action_for_state(handle, state_handle)
+            action = pending[1] if pending else None
+            while action:
+                self._fired.append(self._actions[(name, action[2 : action.index('"', 2)])])
+                action = _native.complete_and_start_action(handle, state_handle)
         return name in self._fired

@@ -183,3 +183,20 @@ def test_patient_state_does_not_grow_with_events(pack, stream):
     assert len(p.meds) <= 2
     assert len(p.channels) == 1
     assert len(engine._deadlines) == 0
+
+
+def test_no_fact_stays_in_durable_rules_after_a_course(pack):
+    """Every message is asserted as a fact and retracted: the network ends empty."""
+    from pumpguard.adapters.jsonl import JsonlSource
+    from pumpguard.cli import bundled_demo_course
+
+    engine = Engine(pack)
+    for e in JsonlSource(bundled_demo_course()):
+        engine.submit(e)
+    host = engine._host._host
+    for name in engine._host.definitions:
+        try:
+            facts = host.get_facts(name, "0")
+        except Exception:  # a ruleset never posted to has no session "0"
+            continue
+        assert facts == [], name
