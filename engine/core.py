@@ -101,9 +101,7 @@ class Engine:
             for t in rule.spec.on:
                 self._by_type.setdefault(t, []).append(rule)
         self._rule_ids = {t: [r.id for r in rules] for t, rules in self._by_type.items()}
-        self._host = RuleHost(
-            ((r.id, _pattern(r)) for r in rules), groups=self._rule_ids.values()
-        )
+        self._host = RuleHost(((r.id, _pattern(r)) for r in rules), groups=self._rule_ids.values())
         # Only the fields a type's rules read are posted: a smaller message to check and serialise.
         self._reads: dict[str, dict[str, tuple[str, ...]]] = {}
         for t, rules in self._by_type.items():
