@@ -63,8 +63,13 @@ print(json.dumps({"n": n, "s": dt, "rss_mb": hwm / 1024}))
 """
 
 
-def generate(path: Path, target_events: int) -> int:
-    """Write a time-ordered stream of at least ``target_events`` events; return the count."""
+def generate(path: Path, target_events: int, patients: int | None = None) -> int:
+    """Write a time-ordered stream of at least ``target_events`` events; return the count.
+
+    With ``patients``, the patient count is fixed and each patient runs course
+    after course, so a longer stream means more events per patient, not more
+    patients: what memory does then is what accumulates per event.
+    """
     from pumpguard.simulations.course import CourseBuilder
 
     t0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -72,8 +77,12 @@ def generate(path: Path, target_events: int) -> int:
     total = 0
     i = 0
     while total < target_events:
-        b = CourseBuilder(f"BP{i:05d}", weight_kg=60.0 + i % 30)
-        start = t0 + timedelta(hours=7 * i)
+        pid, rep = (
+            (f"BP{i:05d}", 0) if patients is None else (f"BP{i % patients:05d}", i // patients)
+        )
+        b = CourseBuilder(pid, weight_kg=60.0 + i % 30)
+        offset = 7 * (i if patients is None else i % patients)
+        start = t0 + timedelta(days=130 * rep, hours=offset)
         b.register(start - timedelta(hours=8))
         end = b.cycle(1, start, doses=[(1, 9.0), (8, 28.0)], hospital_days=9)
         c2 = end + timedelta(days=14)
@@ -81,6 +90,9 @@ def generate(path: Path, target_events: int) -> int:
         b.cycle(3, end + timedelta(days=14), phase="consolidation", supervise_start=True)
         if i % 10 == 0:  # a deliberate error in one patient out of ten
             b.add("pump.flush", start + timedelta(days=3, minutes=7), volume_ml=5.0)
+        if rep:
+            for ev in b.events:  # later courses of the same patient: new ids, same patient
+                ev["event_id"] = f"{ev['event_id']}-c{rep}"
         total += len(b.events)
         streams.append(b.sorted_events())
         i += 1
@@ -102,11 +114,12 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--modes", default="parse,engine,replay")
+    ap.add_argument("--patients", type=int, default=None, help="fixed number of patients")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stream.jsonl"
         t = time.perf_counter()
-        n = generate(path, args.events)
+        n = generate(path, args.events, args.patients)
         size_mb = path.stat().st_size / 1e6
         print(f"generated {n:,} events ({size_mb:.1f} MB) in {time.perf_counter() - t:.1f} s")
         results: dict[str, list[dict[str, float]]] = {}
