@@ -177,12 +177,8 @@ def _open_sources(paths: Sequence[Path], config: Path | None) -> list[EventSourc
         if not path.is_file():
             msg = f"{path}: no such file"
             raise InputError(msg, source=str(path))
-    try:
-        from pumpguard.adapters.detect import open_source  # the adapters' auto-detection
-    except ImportError:  # pragma: no cover - only before the adapters land
-        from pumpguard.adapters.jsonl import JsonlSource
+    from pumpguard.adapters.detect import open_source
 
-        return [JsonlSource(p) for p in paths]
     cfg = None
     if config is not None:
         from pumpguard.adapters.config import AdapterConfig

@@ -334,16 +334,6 @@ def _strip_none(expr: Any) -> Any:
     return {k: _strip_none(v) for k, v in expr.items()}
 
 
-def nesting_depth(expr: Any) -> int:
-    """How deep ``$and``/``$or`` nest (durable-rules' limit is about 16)."""
-    if isinstance(expr, dict):
-        inner = max((nesting_depth(v) for v in expr.values()), default=0)
-        return inner + (1 if any(k in ("$and", "$or") for k in expr) else 0)
-    if isinstance(expr, list):
-        return max((nesting_depth(v) for v in expr), default=0)
-    return 0
-
-
 def _parse(source: str) -> tuple[str, ast.expr]:
     text = " ".join(source.split())
     try:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import RulePackError
-from .events import EVENT_TYPES, Event
+from .events import EVENT_TYPES
 from .expr import (
     CompiledCondition,
     ExprError,
@@ -563,8 +563,3 @@ def _check_template(text: str, params: Mapping[str, Any], resolve: Resolver) -> 
                 raise ExprError(f"unknown parameter params.{name}")
         else:
             resolve(ns, name)
-
-
-def model_for(event_type: str) -> type[Event] | None:
-    """The canonical model of an event type (None for deadline events)."""
-    return EVENT_TYPES.get(event_type)
