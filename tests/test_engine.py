@@ -200,3 +200,37 @@ def test_no_fact_stays_in_durable_rules_after_a_course(pack):
         except Exception:  # a ruleset never posted to has no session "0"
             continue
         assert facts == [], name
+
+
+def test_live_mode_warns_before_an_interruption_reaches_four_hours(pack, stream):
+    """Live only: 3.5 h into an interruption the engine says so (info), before it is too late."""
+    clock = ManualClock()
+    engine = Engine(pack, clock, mode="live")
+    s = stream().registered().inpatient().start(0).stop(10)
+    for e in s.events:
+        engine.submit(e)
+    stop = s.events[-1].ts.timestamp()
+    clock.set(stop + 3.5 * 3600 - 1)
+    assert engine.advance() == []
+    clock.set(stop + 3.5 * 3600)
+    [warning] = engine.advance()
+    assert (warning.code, warning.severity.value) == ("INTERRUPTION_WARNING", "info")
+
+
+def test_replay_mode_has_no_live_warning(pack, stream):
+    engine = Engine(pack)
+    s = stream().registered().inpatient().start(0).stop(10)
+    for e in s.events:
+        engine.submit(e)
+    end = s.events[-1].ts.timestamp() + 5 * 3600
+    assert "INTERRUPTION_WARNING" not in [f.code for f in engine.advance(end)]
+
+
+def test_resuming_in_time_cancels_the_live_warning(pack, stream):
+    clock = ManualClock()
+    engine = Engine(pack, clock, mode="live")
+    s = stream().registered().inpatient().start(0).stop(10).resume(12)
+    for e in s.events:
+        engine.submit(e)
+    clock.set(s.events[-1].ts.timestamp() + 5 * 3600)
+    assert "INTERRUPTION_WARNING" not in [f.code for f in engine.advance()]
