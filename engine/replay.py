@@ -35,7 +35,7 @@ __all__ = ["RejectCallback", "Replay", "ReplayStats"]
 RejectCallback = Callable[[str, str, str, str | None], None]
 """(source, position, reason, event_id) for a record replay itself refuses."""
 
-_TS_BIAS = 1 << 55  # lets times before 1970 sort as non-negative integers
+_TS_BIAS = 1 << 62  # every year from 1 to 9999, in microseconds, sorts as a non-negative integer
 
 
 def _digest(data: bytes) -> int:
