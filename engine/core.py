@@ -150,7 +150,6 @@ class Engine:
             return out
         state = patient.view(event, ts, passing)
         message = {
-            "sid": "0",
             "type": event.type,
             "event": event_fields(event),
             "state": state,
@@ -187,7 +186,6 @@ class Engine:
         self._opened_why = d.why
         patient = self.patient(d.patient_id)
         message = {
-            "sid": "0",
             "type": f"deadline.{d.name}",
             "event": {},
             "deadline": dict(d.carry),
@@ -214,7 +212,6 @@ class Engine:
         for ns, names in self._reads[etype].items():
             source = message.get(ns, {})
             posted[ns] = {n: source[n] for n in names if n in source}
-        message = {**message, "posted": posted}
         try:
             matched = set(self._host.evaluate(self._rule_ids[etype], posted))
         except RuleEvaluationError as exc:

@@ -2,10 +2,10 @@
 
 How we use it, and why (``research/durable-rules.md``):
 
-- **One rule per ruleset.** durable-rules consumes an event at its first
-  firing (#400), so two rules matching one event would raise one finding. Each
-  compiled rule gets its own ruleset, and a message is posted to every ruleset
-  that listens to its type.
+- **One fact per event type.** durable-rules consumes an event at its first
+  firing (#400), so two rules matching one event would raise one finding. The
+  rules of one event type share a ruleset, and each message is asserted there
+  as a fact (which fires every rule it matches) and retracted straight after.
 - **Stateless matching.** Every rule is one pattern over one message that
   carries the event and the derived state; nothing joins, so no event is ever
   left pending (#347) and memory stays flat. Per-patient state lives in the
@@ -14,9 +14,10 @@ How we use it, and why (``research/durable-rules.md``):
 - **Our own host.** A ``Host`` subclass without the two background timer
   threads, no ``durable.lang`` module globals, and definitions deep-copied
   (``Ruleset.__init__`` deletes ``run``). Two engines never share anything.
-- **Errors surface.** An action cannot raise inside durable-rules (it only
-  records the match); any error durable-rules raises while matching becomes a
-  :class:`RuleEvaluationError` naming the rule.
+- **Errors surface.** Firings are read and completed through the native API, so
+  no action of ours runs inside durable-rules (where an error would be
+  swallowed); any error durable-rules raises becomes a
+  :class:`RuleEvaluationError`.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
     return parts[0] if len(parts) == 1 else (op, parts)
 
 
+def _not_run(_closure: Any) -> None:
+    """durable-rules wants a callable per action; firings are read natively, so it never runs."""
+    msg = "durable-rules ran an action itself; the engine reads firings natively"
+    raise RuleEvaluationError(msg)
+
+
 class RuleHost:
     """Evaluates compiled conditions on durable-rules.
 
@@ -144,7 +151,6 @@ class RuleHost:
         conditions: Iterable[tuple[str, dict[str, Any] | None]],
         groups: Iterable[Iterable[str]] = (),
     ) -> None:
-        self._fired: list[str] = []
         self._seq = 0
         definitions: dict[str, Any] = {}
         actions: dict[str, Callable[..., None]] = {}
@@ -158,7 +164,7 @@ class RuleHost:
             self._parts.update(parts)
             for part, expr in parts.items():  # a ruleset per part, for ungrouped use
                 definitions[part] = {part: {"all": [{"m": expr}], "run": part}}
-                actions[part] = self._recorder(part)
+                actions[part] = _not_run
                 self._actions[(part, part)] = part
         self._groups: dict[tuple[str, ...], str] = {}
         for n, group in enumerate(groups):
@@ -169,21 +175,12 @@ class RuleHost:
                 for part in _leaves(self._plans[rule_id]):
                     key = f"k{len(body)}"
                     body[key] = {"all": [{"m": self._parts[part]}], "run": f"{name}:{key}"}
-                    actions[f"{name}:{key}"] = self._recorder(part)
+                    actions[f"{name}:{key}"] = _not_run
                     self._actions[(name, key)] = part
             definitions[name] = body
             self._groups[ids] = name
         self.definitions = definitions
         self._host = _Host(definitions, actions) if definitions else None
-
-    def _recorder(self, name: str) -> Callable[..., None]:
-        """durable-rules wants a callable per action; we only need the name it stands for."""
-        fired = self._fired
-
-        def record(_closure: Any) -> None:
-            fired.append(name)
-
-        return record
 
     def evaluate(self, rule_ids: Iterable[str], message: dict[str, Any]) -> list[str]:
         """Evaluate ``message`` against the rules; return those that matched, in the order given."""
@@ -211,7 +208,12 @@ class RuleHost:
         return text
 
     def _assert_fact(self, name: str, text: str) -> list[str]:
-        """Assert, collect every firing, retract: the names of the parts that matched."""
+        """Assert, collect every firing, retract: the names of the parts that matched.
+
+        Firings are read from the native API and completed there: durable-rules'
+        Python action path (a Closure, JSON decoding of the state and the
+        message, a wall-clock read, a state update) is never needed.
+        """
         assert self._host is not None
         handle = self._host.get_ruleset(name)._handle
         fired: list[str] = []
@@ -258,26 +260,5 @@ class RuleHost:
         return any(self._check(p, text) for p in parts)
 
     def _post(self, name: str, text: str) -> bool:
-        """One post to one ruleset; True if the ruleset's (single) rule fired."""
-        assert self._host is not None
-        self._fired.clear()
-        ruleset = self._host.get_ruleset(name)
-        result = _native.assert_event(ruleset._handle, text)
-        if result[0] == _NOT_HANDLED:
-            return False
-        if result[0] == _OBSERVED:
-            msg = f"durable-rules saw message {self._seq} twice in {name}"
-            raise RuleEvaluationError(msg, rule_id=name)
-        if result[0] != _NO_ACTION:
-            # A match: read which actions fired straight from the native API and
-            # complete them. Our actions only record the rule, so durable-rules'
-            # Python action path (a Closure, JSON decoding of the state and the
-            # message, a wall-clock read, a state update) is not needed.
-            handle = ruleset._handle
-            state_handle = result[1]
-            pending = _native.start_action_for_state(handle, state_handle)
-            action = pending[1] if pending else None
-            while action:
-                self._fired.append(self._actions[(name, action[2 : action.index('"', 2)])])
-                action = _native.complete_and_start_action(handle, state_handle)
-        return name in self._fired
+        """One part's own ruleset: True if its single rule fired."""
+        return name in self._assert_fact(name, text)
