@@ -16,7 +16,14 @@ from typing import Literal
 from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding
 
-__all__ = ["EventSource", "FindingSink", "Record", "Reject", "unknown_fields_warning"]
+__all__ = [
+    "EventSource",
+    "FindingSink",
+    "Record",
+    "Reject",
+    "Tally",
+    "unknown_fields_warning",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,39 @@ Record = Event | Reject
 """What a source yields: an event, or a reject in its place."""
 
 
+@dataclass(slots=True)
+class Tally:
+    """The fate of every record a source read: so none is ever lost in silence.
+
+    A record is one JSONL line, one HL7 message, one FHIR resource or one CSV
+    row. Each ends in exactly one bucket, by precedence: ``rejected`` when it
+    yielded no event because of an error; ``events`` when it yielded at least
+    one event (warnings about it may follow); ``warned`` when it yielded no
+    event by design but said so with a warning (an ACK, a status that changes
+    nothing). So ``records == events + warned + rejected`` always holds, and a
+    test can assert it for any input.
+    """
+
+    records: int = 0
+    events: int = 0
+    warned: int = 0
+    rejected: int = 0
+
+    def note(self, fate: Literal["event", "warning", "reject"]) -> None:
+        """Count one record's fate (call once per record)."""
+        self.records += 1
+        if fate == "event":
+            self.events += 1
+        elif fate == "warning":
+            self.warned += 1
+        else:
+            self.rejected += 1
+
+    @property
+    def balanced(self) -> bool:
+        return self.records == self.events + self.warned + self.rejected
+
+
 def unknown_fields_warning(event: Event, source: str, position: str) -> Reject | None:
     """A warning for fields version 1 does not define, so they are never ignored in silence."""
     unknown = event.unknown_fields
@@ -66,6 +106,8 @@ class EventSource:
     """
 
     name: str = "source"
+    tally: Tally
+    """Filled while iterating: one fate per record read (see :class:`Tally`)."""
 
     def __iter__(self) -> Iterator[Record]:
         raise NotImplementedError
