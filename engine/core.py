@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from .clock import Clock, ReplayClock
 from .deadlines import Deadline, DeadlineQueue
-from .errors import RuleEvaluationError
+from .errors import GateError, RuleEvaluationError
 from .events import EVENT_TYPES, Event
 from .expr import evaluate
 from .findings import Finding, Severity, format_ts, make_finding_id
@@ -145,17 +145,21 @@ class Engine:
         self.events_seen += 1
         self._opened_why = None
         patient = self.patient(event.patient_id)
-        passing = patient.apply(event, ts)
-        if event.type not in self._by_type:
+        evidence = (event.event_id,)
+        try:
+            passing = patient.apply(event, ts)
+            if event.type not in self._by_type:
+                return out
+            message = {
+                "type": event.type,
+                "event": event_fields(event),
+                "state": patient.view(event, ts, passing),
+                "facts": dict(patient.facts),
+            }
+        except Exception as exc:  # a failure inside evaluation is an alert, never an exception
+            out.append(self._engine_alert(_evaluation_error(exc), patient, ts, evidence))
             return out
-        state = patient.view(event, ts, passing)
-        message = {
-            "type": event.type,
-            "event": event_fields(event),
-            "state": state,
-            "facts": dict(patient.facts),
-        }
-        out.extend(self._run(patient, message, ts, (event.event_id,), late=late))
+        out.extend(self._run(patient, message, ts, evidence, late=late))
         return out
 
     def submit_all(self, events: Iterable[Event]) -> list[Finding]:
@@ -185,13 +189,16 @@ class Engine:
     def _fire_one(self, d: Deadline) -> list[Finding]:
         self._opened_why = d.why
         patient = self.patient(d.patient_id)
-        message = {
-            "type": f"deadline.{d.name}",
-            "event": {},
-            "deadline": dict(d.carry),
-            "state": patient.view(None, d.due, {}),
-            "facts": dict(patient.facts),
-        }
+        try:
+            message = {
+                "type": f"deadline.{d.name}",
+                "event": {},
+                "deadline": dict(d.carry),
+                "state": patient.view(None, d.due, {}),
+                "facts": dict(patient.facts),
+            }
+        except Exception as exc:
+            return [self._engine_alert(_evaluation_error(exc), patient, d.due, d.evidence)]
         return self._run(patient, message, d.due, d.evidence, late=False)
 
     def _run(
@@ -214,10 +221,13 @@ class Engine:
             posted[ns] = {n: source[n] for n in names if n in source}
         try:
             matched = set(self._host.evaluate(self._rule_ids[etype], posted))
-        except RuleEvaluationError as exc:
-            exc.patient_id = patient.patient_id
-            exc.event_id = evidence[0] if evidence else None
-            out.append(self._engine_alert(exc, patient, ts, evidence))
+        except Exception as exc:
+            error = _evaluation_error(exc)
+            error.patient_id = patient.patient_id
+            error.event_id = evidence[0] if evidence else None
+            out.append(self._engine_alert(error, patient, ts, evidence))
+            if isinstance(error, GateError) or not isinstance(exc, RuleEvaluationError):
+                return out  # the message itself is refused: no rule can be evaluated on it
             # evaluate the others one by one so one broken rule does not silence the rest
             matched = set()
             for rule in rules:
@@ -234,6 +244,8 @@ class Engine:
             "facts": message["facts"],
             "params": self._params,
         }
+        # An episode ends only where no rule of its group matched the same event.
+        seen = {_episode_group(r) for r in rules if r.id in matched and r.spec.once_keys}
         for rule in rules:
             if rule.id not in matched:
                 if self.explain and rule.near_miss is not None:
@@ -241,11 +253,16 @@ class Engine:
                 continue
             keys = rule.spec.once_keys
             if keys:
-                token = (rule.spec.once_group or rule.id, tuple(_lookup(env, k) for k in keys))
-                if token in patient.once:
+                group = _episode_group(rule)
+                key = tuple(_lookup(env, k) for k in keys)
+                if patient.episodes.get(group) == key:
                     continue
-                patient.once.add(token)
-            out.extend(self._act(rule, patient, env, ts, evidence, late=late))
+                patient.episodes[group] = key
+            try:
+                out.extend(self._act(rule, patient, env, ts, evidence, late=late, seen=seen))
+            except Exception as exc:
+                error = _evaluation_error(exc, rule.id)
+                out.append(self._engine_alert(error, patient, ts, evidence))
         return out
 
     def _act(
@@ -257,6 +274,7 @@ class Engine:
         evidence: tuple[str, ...],
         *,
         late: bool,
+        seen: set[str],
     ) -> list[Finding]:
         out: list[Finding] = []
         for action, value in zip(rule.actions, rule.values, strict=True):
@@ -296,6 +314,9 @@ class Engine:
                     }
             elif action.close_deadline is not None:
                 self._deadlines.close(patient.patient_id, action.close_deadline)
+            elif action.end_episode is not None:
+                if action.end_episode not in seen:
+                    patient.episodes.pop(action.end_episode, None)
             elif action.set is not None:
                 new = evaluate(value, env) if value is not None else action.set.value
                 if isinstance(new, int) and not isinstance(new, bool):
@@ -396,6 +417,21 @@ class Engine:
                 values=values,
             )
         )
+
+
+def _evaluation_error(exc: Exception, rule_id: str | None = None) -> RuleEvaluationError:
+    """Any failure inside evaluation, as the engine's own error (to be raised as an alert)."""
+    if isinstance(exc, RuleEvaluationError):
+        if rule_id is not None and exc.rule_id is None:
+            exc.rule_id = rule_id
+        return exc
+    error = RuleEvaluationError(f"{type(exc).__name__}: {exc}", rule_id=rule_id)
+    error.__cause__ = exc
+    return error
+
+
+def _episode_group(rule: CompiledRule) -> str:
+    return rule.spec.once_group or rule.id
 
 
 def _pattern(rule: CompiledRule) -> dict[str, Any]:

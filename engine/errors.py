@@ -6,12 +6,20 @@
     ├── InputError            a record could not become a canonical event (a reject)
     │   ├── ParseError        unreadable bytes, bad JSON, a broken HL7 message
     │   ├── SchemaError       readable, but not a valid canonical event
+    │   │   └── UnitError     a quantity in a unit that cannot be converted (adapters.units)
     │   └── BindingError      a pump event that cannot be tied to a patient
     ├── RulePackError         a rule pack that does not load, validate or compile
+    │   └── ExprError         a condition or value expression that does not compile
+    ├── ScenarioError         a drill scenario that does not load (simulations.scenario)
     ├── EngineError           the engine failed while evaluating: the caller must see it
     │   ├── RuleEvaluationError   a rule's condition or action failed (live: an alert)
+    │   │   └── GateError         a message that must not be posted to durable-rules
     │   └── LateEventError        an event older than the engine's clock, where that is refused
     └── SinkError             a finding could not be delivered
+        └── UnsupportedEvent  an event a sink's format cannot express (adapters.hl7_writer)
+
+The three defined in other rooms subclass these, so one ``except PumpguardError``
+catches everything pumpguard raises on purpose.
 
 Input errors become rejects (where, why) and the rest of the stream goes on.
 Engine errors are never caught-and-logged: a rule that fails to run is itself
@@ -23,6 +31,8 @@ from __future__ import annotations
 __all__ = [
     "BindingError",
     "EngineError",
+    "ExprError",
+    "GateError",
     "InputError",
     "LateEventError",
     "ParseError",
@@ -84,6 +94,14 @@ class RuleEvaluationError(EngineError):
     def __init__(self, message: str, *, rule_id: str | None = None, **kw: str | None) -> None:
         super().__init__(message, **kw)
         self.rule_id = rule_id
+
+
+class GateError(RuleEvaluationError):
+    """A message that must not be posted to durable-rules (the whole message, not one rule)."""
+
+
+class ExprError(RulePackError):
+    """A condition that cannot be compiled; the message says where and why."""
 
 
 class LateEventError(EngineError):

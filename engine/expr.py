@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import ExprError
+
 __all__ = [
     "CompiledCondition",
     "ExprError",
@@ -70,10 +72,6 @@ _LITERAL_NAMES: dict[str, Any] = {
 
 Resolver = Callable[[str, str], Kind]
 """Given (namespace, field), the field's kind; raises ExprError if unknown."""
-
-
-class ExprError(ValueError):
-    """A condition that cannot be compiled; the message says where and why."""
 
 
 @dataclass(frozen=True, slots=True)

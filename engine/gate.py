@@ -14,14 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .errors import GateError
+
 __all__ = ["GateError", "check_message", "describe_validation_error"]
 
 MAX_STRING = 4096
 MAX_PROPERTIES = 200
-
-
-class GateError(ValueError):
-    """A message that must not be posted to durable-rules."""
 
 
 def describe_validation_error(exc: ValidationError, text: str | None = None) -> str:

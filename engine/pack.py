@@ -125,18 +125,29 @@ class NearMissSpec(_Strict):
 
 
 class ActionSpec(_Strict):
+    """One verb. ``end_episode: G`` ends the open episode of finding group ``G``.
+
+    A state finding (``once_per``) is raised once per episode: again only when
+    its key changes, or after its episode ended. An episode ends when a rule
+    with ``end_episode`` matches an event and no rule of that group matched the
+    same event, i.e. the state was seen and it was right.
+    """
+
     raise_: RaiseAction | None = Field(default=None, alias="raise")
     open_deadline: DeadlineAction | None = None
     close_deadline: str | None = None
     set: SetAction | None = None
+    end_episode: str | None = None
 
     @model_validator(mode="after")
     def _one_verb(self) -> ActionSpec:
-        chosen = [
-            k for k in ("raise_", "open_deadline", "close_deadline", "set") if getattr(self, k)
-        ]
+        verbs = ("raise_", "open_deadline", "close_deadline", "set", "end_episode")
+        chosen = [k for k in verbs if getattr(self, k)]
         if len(chosen) != 1:
-            msg = "each action has exactly one verb: raise, open_deadline, close_deadline or set"
+            msg = (
+                "each action has exactly one verb: raise, open_deadline, close_deadline, "
+                "set or end_episode"
+            )
             raise ValueError(msg)
         return self
 
@@ -380,6 +391,7 @@ def load_pack(
             _check_editions(rule, spec, where)
             continue
         compiled.append(_compile_rule(rule, where, spec, params, fields, carried, macros))
+    _check_episodes(specs)
 
     in_force = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
     ref = RulePackRef(
@@ -418,6 +430,19 @@ def _override(params: dict[str, Any], new: Mapping[str, Any], where: str) -> Non
             msg = f"{where}: parameter {key!r} must be {type(old).__name__}, got {value!r}"
             raise RulePackError(msg, source=where)
         params[key] = value
+
+
+def _check_episodes(specs: list[tuple[RuleSpec, str]]) -> None:
+    """Every ``end_episode`` names a finding group some rule raises once per episode."""
+    groups = {r.once_group or r.id for r, _ in specs if r.once_keys}
+    for rule, where in specs:
+        for action in rule.then:
+            if action.end_episode is not None and action.end_episode not in groups:
+                msg = (
+                    f"{where}: rule {rule.id}: ends episode {action.end_episode!r}, "
+                    "which no rule with once_per raises"
+                )
+                raise RulePackError(msg, source=where)
 
 
 def _check_editions(rule: RuleSpec, spec: PackSpec, where: str) -> None:

@@ -8,13 +8,15 @@ input before the first event is evaluated, so replay takes two passes:
 1. every valid event is written, in canonical JSON, to a spool file, and only
    a few integers per event stay in memory (its time, patient, offset, and the
    digests of its id and content);
-2. the index is sorted by (time, patient, input order) and the spool is read
-   back in that order into the engine.
+2. the index is sorted by (time, patient, kind, input order) and the spool is
+   read back in that order into the engine.
 
 The patient tie-break makes the output independent of how lines from different
 patients at the same instant were interleaved, so a shuffled log gives
-byte-identical findings. Events of one patient at the same instant keep their
-input order (spec/events.md).
+byte-identical findings. Within one patient's second, documentation comes
+before pump acts (:mod:`.ordering`), so a premedication or an order listed
+after the start it precedes, or in another file, counts the same. Events of the
+same kind at the same instant keep their input order (spec/events.md).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import IO
 from .core import Engine
 from .events import Event, event_adapter
 from .findings import Finding
+from .ordering import same_second_rank
 
 __all__ = ["RejectCallback", "Replay", "ReplayStats"]
 
@@ -70,6 +73,7 @@ class Replay:
         self._patients: dict[str, int] = {}
         self._ts = array("q")
         self._patient = array("I")
+        self._kind = array("B")
         self._offset = array("q")
         self._seen: dict[int, int] = {}
         self._conflicts: set[int] = set()
@@ -100,6 +104,7 @@ class Replay:
         self._offset.append(self._spool.tell())
         self._ts.append(round(ts * 1_000_000) + _TS_BIAS)
         self._patient.append(pid)
+        self._kind.append(same_second_rank(event.type))
         self._spool.write(b"%d\t%s\t%s\n" % (src, position.encode(), data))
 
     def run(self, on_reject: RejectCallback) -> Iterator[Finding]:
@@ -108,8 +113,11 @@ class Replay:
         self.stats.patients = len(rank)
         ranks = [rank[p] for p in range(len(self._patients))]
         # One packed integer per event sorts in a fraction of the memory of tuples.
-        pat = self._patient
-        order = sorted((ts << 64) | (ranks[pat[i]] << 32) | i for i, ts in enumerate(self._ts))
+        pat, kind = self._patient, self._kind
+        order = sorted(
+            (ts << 72) | (ranks[pat[i]] << 40) | (kind[i] << 32) | i
+            for i, ts in enumerate(self._ts)
+        )
         mask = (1 << 32) - 1
         spool = self._spool
         spool.flush()

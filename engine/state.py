@@ -12,6 +12,7 @@ medication window, a bounded set of recent bags and one record per pump channel.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,11 @@ STATE_FIELDS: dict[str, tuple[Kind, str]] = {
     # patient
     "registered": ("bool", "a patient.registered event has been seen"),
     "weight_kg": ("num", "last recorded weight"),
-    "bsa_m2": ("num", "last recorded body surface area"),
+    "bsa_m2": (
+        "num",
+        "body surface area: the last recorded, else derived from height and weight (Mosteller)",
+    ),
+    "bsa_derived": ("bool", "bsa_m2 was derived from height and weight, not recorded"),
     "height_cm": ("num", "recorded height"),
     "indication": ("str", "relapsed_refractory, mrd_positive or consolidation"),
     "age_years": ("num", "age in whole years on the event's date (absent without a birth date)"),
@@ -197,7 +202,8 @@ class PatientState:
     last_dose: float | None = None
     meds: deque[tuple[float, str, float]] = field(default_factory=deque)
     facts: dict[str, Any] = field(default_factory=dict)
-    once: set[tuple[str, Any]] = field(default_factory=set)
+    episodes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """The open episode of each finding group: the key it was last raised with."""
     last_ts: float = float("-inf")
 
     # -- applying events ----------------------------------------------------
@@ -312,7 +318,13 @@ class PatientState:
             if event.dose_mcg_day is not None:
                 ch.dose_mcg_day = event.dose_mcg_day
         elif kind == "pump.bag_changed":
+            # From the swap on, the new bag's label is what runs: its dose until the pump
+            # reports a programmed one, and its hang time from now if it swaps in running.
             ch.bag_id = event.bag_id
+            ch.dose_mcg_day = None
+            bag = self.bags.get(ch.bag_id)
+            if bag is not None and bag.first_start is None and ch.has_drug and ch.delivering:
+                bag.first_start = ts
         elif kind == "pump.registered":
             pump.kind = str(event.device_kind)
             pump.lockable = event.lockable
@@ -324,6 +336,9 @@ class PatientState:
         t["is_drug"] = ch.has_drug
         t["bag_id"] = ch.bag_id
         now = any(c.delivering and c.has_drug for c in self.channels.values())
+        if now and self.delivering and kind == "pump.infusion_started" and self.pending:
+            self._begin_lost_stop_cycle(ts, t)
+            return
         if now == self.delivering:
             return
         if not now:  # the drug stopped reaching the patient
@@ -356,6 +371,20 @@ class PatientState:
         self.ever_delivered = True
         self.run_since = ts
 
+    def _begin_lost_stop_cycle(self, ts: float, t: dict[str, Any]) -> None:
+        """A start while the drug is already running (its stop was lost) begins the ordered cycle.
+
+        When the previous cycle really stopped is unknown, so its treatment-free
+        interval is not computed (never guessed); its infusion counts up to now.
+        """
+        assert self.pending is not None
+        if self.run_since is not None:
+            self.cycle_infusion_s += ts - self.run_since
+        number, phase, dose = self.pending
+        self.pending = None
+        self._begin_cycle(ts, number, phase, dose, inferred=False, t=t, stop_known=False)
+        self.run_since = ts
+
     def _begin_cycle(
         self,
         ts: float,
@@ -365,10 +394,12 @@ class PatientState:
         *,
         inferred: bool,
         t: dict[str, Any],
+        stop_known: bool = True,
     ) -> None:
         t["cycle_start"] = True
-        if self.cycle is not None and self.last_stop is not None:
-            t["tfi_h"] = (ts - self.last_stop) / HOUR
+        if self.cycle is not None:
+            if stop_known and self.last_stop is not None:
+                t["tfi_h"] = (ts - self.last_stop) / HOUR
             t["prev_cycle_infusion_h"] = self.cycle_infusion_s / HOUR
             t["prev_gap_h"] = self.cycle_max_gap_s / HOUR
             if self.phase is not None:
@@ -397,7 +428,13 @@ class PatientState:
             "order_pending": self.pending is not None,
         }
         _put(s, "weight_kg", self.weight_kg)
-        _put(s, "bsa_m2", self.bsa_m2)
+        bsa = self.bsa_m2
+        if bsa is None and self.height_cm and self.weight_kg:
+            bsa = math.sqrt(self.height_cm * self.weight_kg / 3600.0)
+            s["bsa_derived"] = True
+        else:
+            s["bsa_derived"] = False
+        _put(s, "bsa_m2", bsa)
         _put(s, "height_cm", self.height_cm)
         _put(s, "indication", self.indication)
         _put(s, "setting", self.setting)
