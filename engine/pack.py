@@ -531,6 +531,8 @@ def _compile_rule(
             near = compile_condition(rule.near_miss.when, params, resolve, macros)
             _check_template(rule.near_miss.message, params, resolve)
         for key in rule.once_keys:
+            if key == "patient":  # once per patient: a constant key
+                continue
             ns, _, name = key.partition(".")
             resolve(ns, name)
     except ExprError as exc:

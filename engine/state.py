@@ -37,6 +37,7 @@ STATE_FIELDS: dict[str, tuple[Kind, str]] = {
         "body surface area: the last recorded, else derived from height and weight (Mosteller)",
     ),
     "bsa_derived": ("bool", "bsa_m2 was derived from height and weight, not recorded"),
+    "bsa_source": ("str", "where bsa_m2 comes from, in words (recorded, or derived by Mosteller)"),
     "height_cm": ("num", "recorded height"),
     "indication": ("str", "relapsed_refractory, mrd_positive or consolidation"),
     "age_years": ("num", "age in whole years on the event's date (absent without a birth date)"),
@@ -428,13 +429,7 @@ class PatientState:
             "order_pending": self.pending is not None,
         }
         _put(s, "weight_kg", self.weight_kg)
-        bsa = self.bsa_m2
-        if bsa is None and self.height_cm and self.weight_kg:
-            bsa = math.sqrt(self.height_cm * self.weight_kg / 3600.0)
-            s["bsa_derived"] = True
-        else:
-            s["bsa_derived"] = False
-        _put(s, "bsa_m2", bsa)
+        self._bsa(s)
         _put(s, "height_cm", self.height_cm)
         _put(s, "indication", self.indication)
         _put(s, "setting", self.setting)
@@ -478,6 +473,21 @@ class PatientState:
         if event is not None:
             self._event_view(s, event, ts, t)
         return s
+
+    def _bsa(self, s: dict[str, Any]) -> None:
+        """BSA as recorded, else Mosteller's sqrt(height cm x weight kg / 3600), said so."""
+        if self.bsa_m2 is not None:
+            s["bsa_m2"] = float(self.bsa_m2)
+            s["bsa_derived"] = False
+            s["bsa_source"] = "recorded"
+        elif self.height_cm and self.weight_kg:
+            s["bsa_m2"] = round(math.sqrt(self.height_cm * self.weight_kg / 3600.0), 4)
+            s["bsa_derived"] = True
+            s["bsa_source"] = (
+                f"derived from {_num(self.height_cm)} cm and {_num(self.weight_kg)} kg by Mosteller"
+            )
+        else:
+            s["bsa_derived"] = False
 
     def _premedication(self, s: dict[str, Any], ts: float) -> None:
         window = self.cfg.premed_window_h * HOUR
@@ -540,6 +550,10 @@ def _put(s: dict[str, Any], name: str, value: Any) -> None:
     if value is None:
         return
     s[name] = float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
 
 
 def _age(birth: date, ts: float) -> int:

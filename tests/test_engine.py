@@ -123,6 +123,8 @@ def test_more_patients_than_durable_rules_sids(pack, stream):
         s = stream(f"pt{i:04d}").registered().start(0)
         for e in s.events:
             found += sum(f.code == "HOSPITALIZATION_REQUIRED" for f in engine.submit(e))
+    # each breach is judged at the end of its second: the clock must pass it
+    found += sum(f.code == "HOSPITALIZATION_REQUIRED" for f in engine.advance(3600.0 * 1e6))
     assert found == 1500
     assert len(engine.patients) == 1500
 

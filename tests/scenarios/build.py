@@ -821,6 +821,19 @@ def _hold_then_restart(
     return s
 
 
+def _neuro_hold_then_restart(back: list[tuple[float, int]], restart_h: float) -> Scn:
+    """A grade 3 neurotoxicity at the full dose (after the step-up), then a restart at 9."""
+    s = Scn()
+    c1_stepped(s)
+    s.add("clinical.adverse_event", 200, category="neurotoxicity", grade=3)
+    s.add("pump.infusion_stopped", 200 + MIN, reason="user")
+    for at, grade in back:
+        s.add("clinical.adverse_event", at, category="neurotoxicity", grade=grade)
+    s.premed(restart_h - 1).add("nursing.supervision", restart_h, actor_role="nurse")
+    s.bag_start(restart_h, 9, hours=168)
+    return s
+
+
 @scenario
 def restart_during_crs_hold_fires() -> Scenario:
     return (
@@ -850,7 +863,7 @@ def restart_neuro_71h_after_grade1_fires() -> Scenario:
         "R-HOLD",
         ["SEVERE_REACTION", "RESTART_DURING_HOLD"],
         "seed",
-        _hold_then_restart(40, "neurotoxicity", 1, restart_h=40 + 71),
+        _neuro_hold_then_restart([(210, 1)], restart_h=210 + 71),
     )
 
 
@@ -861,7 +874,7 @@ def restart_neuro_72h_after_grade1_boundary_silent() -> Scenario:
         "R-HOLD",
         ["SEVERE_REACTION"],
         "seed",
-        _hold_then_restart(40, "neurotoxicity", 1, restart_h=40 + 72),
+        _neuro_hold_then_restart([(210, 1)], restart_h=210 + 72),
     )
 
 
@@ -893,7 +906,7 @@ def restart_after_grade4_crs_fires() -> Scenario:
     return (
         "restart_after_grade4_crs_fires",
         "R-STOP",
-        ["SEVERE_REACTION", "RESTART_AFTER_DISCONTINUATION"],
+        ["SEVERE_REACTION", "DISCONTINUATION_REQUIRED", "RESTART_AFTER_DISCONTINUATION"],
         "seed",
         s,
     )
@@ -911,7 +924,7 @@ def second_seizure_then_restart_fires() -> Scenario:
     return (
         "second_seizure_then_restart_fires",
         "R-STOP",
-        ["RESTART_AFTER_DISCONTINUATION"],
+        ["DISCONTINUATION_REQUIRED", "RESTART_AFTER_DISCONTINUATION"],
         "seed",
         s,
     )
