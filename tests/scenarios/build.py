@@ -1239,9 +1239,7 @@ def dose_28_15_28_all_wrong_fires() -> Scenario:
 def weight_under_45kg_mid_course_fires() -> Scenario:
     s = _mrd(weight=46)
     s.add("patient.weight_recorded", 30, weight_kg=40, bsa_m2=1.3)
-    return _sc(
-        "weight_under_45kg_mid_course_fires", "R-DOSE", ["DOSE_MISMATCH"], s, "label-2024"
-    )
+    return _sc("weight_under_45kg_mid_course_fires", "R-DOSE", ["DOSE_MISMATCH"], s, "label-2024")
 
 
 @scenario
@@ -1399,9 +1397,7 @@ def dose_rise_within_tolerance_is_no_step_up_silent() -> Scenario:
     s = Scn(indication="mrd_positive")
     s.cycle_start(1, 0, 26.6)
     s.add("pump.rate_changed", 20, rate_ml_h=10.0, dose_mcg_day=28)
-    return _sc(
-        "dose_rise_within_tolerance_is_no_step_up_silent", "R-PREMED", [], s, "label-2024"
-    )
+    return _sc("dose_rise_within_tolerance_is_no_step_up_silent", "R-PREMED", [], s, "label-2024")
 
 
 # -- 12. a child whose full dose is near 9 mcg/day ----------------------------------
@@ -1447,16 +1443,16 @@ def course_consolidation_cycle4_label_2024_boundary_silent() -> Scenario:
 
 # -- 14. a step-up forgotten at a bag change --------------------------------------
 def _daily_back_to_back(step_at: float | None) -> Scn:
+    """Cycle 1 at 9 mcg/day; at exactly 192 h of infusion a bag is changed in the same second."""
     s = Scn()
-    bag = s.cycle_start(1, 0, 9)
-    dose = 9.0
-    for t in range(24, 240, 24):
-        if step_at is not None and t >= step_at and dose == 9.0:
-            dose = 28.0
-            s.premed(t - 1)
-        s.complete(t, bag)
-        bag = s.bag_start(t, dose)  # stop and start in the same second
-    s.complete(240, bag)
+    bag = c1_start(s)
+    s.complete(168, bag)
+    bag = s.bag_start(168, 9)
+    s.complete(192, bag)
+    if step_at is not None:
+        s.premed(191)
+    bag = s.bag_start(192, 9 if step_at is None else 28, hours=168)
+    s.complete(300, bag)
     return s
 
 
