@@ -46,7 +46,11 @@ STATE_FIELDS: dict[str, tuple[Kind, str]] = {
     # delivery
     "drug_running": ("bool", "after this event, some channel delivers the drug"),
     "was_running": ("bool", "before this event, some channel delivered the drug"),
-    "is_drug": ("bool", "this pump event concerns the drug (its channel holds it)"),
+    "is_drug": (
+        "bool",
+        "this pump event concerns the drug (its channel holds it); a weight or BSA record "
+        "concerns it while it runs",
+    ),
     "channel_has_drug": ("bool", "the event's channel holds the drug (running or not)"),
     "restart": ("bool", "this start or resume ends an interruption within a cycle"),
     "interruption_h": ("num", "hours without delivery that this start or resume ends"),
@@ -524,7 +528,10 @@ class PatientState:
                 None,
             )
         s["channel_has_drug"] = bool(ch is not None and ch.has_drug)
-        s["is_drug"] = bool(t.get("is_drug", s["channel_has_drug"]))
+        if event.type == "patient.weight_recorded":
+            s["is_drug"] = self.delivering  # a new weight re-checks the dose while it runs
+        else:
+            s["is_drug"] = bool(t.get("is_drug", s["channel_has_drug"]))
         bag_id = t.get("bag_id") or getattr(event, "bag_id", None) or (ch.bag_id if ch else None)
         bag = self.bags.get(bag_id) if bag_id else None
         if ch is not None:
