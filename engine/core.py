@@ -19,13 +19,14 @@ from enum import Enum
 from typing import Any, Literal
 
 from .clock import Clock, ReplayClock
+from .compiler import event_field_kind
 from .deadlines import Deadline, DeadlineQueue
 from .errors import GateError, RuleEvaluationError
 from .events import EVENT_TYPES, Event
 from .expr import evaluate
 from .findings import Finding, Severity, format_ts, make_finding_id
 from .host import RuleHost
-from .pack import CompiledPack, CompiledRule, _event_kind
+from .pack import CompiledPack, CompiledRule
 from .state import PatientState
 from .template import render
 
@@ -41,7 +42,7 @@ def _readable_fields() -> dict[str, tuple[str, ...]]:
         out[name] = tuple(
             f
             for f, info in model.model_fields.items()
-            if f != "type" and _event_kind(info.annotation)
+            if f != "type" and event_field_kind(info.annotation)
         )
     return out
 

@@ -46,11 +46,7 @@ STATE_FIELDS: dict[str, tuple[Kind, str]] = {
     # delivery
     "drug_running": ("bool", "after this event, some channel delivers the drug"),
     "was_running": ("bool", "before this event, some channel delivered the drug"),
-    "is_drug": (
-        "bool",
-        "this pump event concerns the drug (its channel holds it); a weight or BSA record "
-        "concerns it while it runs",
-    ),
+    "is_drug": ("bool", "the event concerns the drug: its channel, or a weight while it runs"),
     "channel_has_drug": ("bool", "the event's channel holds the drug (running or not)"),
     "restart": ("bool", "this start or resume ends an interruption within a cycle"),
     "interruption_h": ("num", "hours without delivery that this start or resume ends"),

@@ -1,0 +1,263 @@
+"""Compiling a validated pack: every rule type-checked and turned into a CompiledRule.
+
+Conditions are compiled by :mod:`.expr` against the event models, the derived
+state registry, the declared facts and what each deadline carries, so a typo
+in a pack fails at load time with its file and line, never at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ExprError, RulePackError
+from .events import EVENT_TYPES
+from .expr import CompiledCondition, Kind, Resolver, compile_condition, compile_value
+from .findings import RulePackRef
+from .schema import ActionSpec, PackSpec, RuleSpec
+from .state import StateConfig
+from .template import FILTERS, placeholders
+
+__all__ = [
+    "CompiledPack",
+    "CompiledRule",
+    "check_editions",
+    "check_episodes",
+    "compile_rule",
+    "deadline_carry",
+    "event_field_kind",
+    "event_fields_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule ready to run: its condition for durable-rules and its actions."""
+
+    spec: RuleSpec
+    location: str
+    condition: CompiledCondition
+    actions: tuple[ActionSpec, ...]
+    values: tuple[ast.expr | None, ...]
+    near_miss: CompiledCondition | None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPack:
+    """A pack with one edition and the site parameters applied."""
+
+    spec: PackSpec
+    edition: str
+    site: str | None
+    params: Mapping[str, Any]
+    rules: tuple[CompiledRule, ...]
+    ref: RulePackRef
+    state_config: StateConfig
+    path: Path
+
+    def rules_for(self, event_type: str) -> list[CompiledRule]:
+        return [r for r in self.rules if event_type in r.spec.on]
+
+
+def event_field_kind(annotation: Any) -> Kind | None:
+    """The expression kind of an event model field, or None if rules cannot read it."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    for arg in typing.get_args(annotation) if union else (annotation,):
+        if arg is type(None):
+            continue
+        if typing.get_origin(arg) is typing.Annotated:
+            arg = typing.get_args(arg)[0]
+        if arg is bool:
+            return "bool"
+        if arg in (float, int):
+            return "num"
+        if typing.get_origin(arg) is Literal:
+            values = typing.get_args(arg)
+            return "num" if all(isinstance(v, int) for v in values) else "str"
+        if isinstance(arg, type) and issubclass(arg, str):
+            return "str"
+    return None
+
+
+def event_fields_of(types: list[str]) -> dict[str, Kind]:
+    found: dict[str, Kind] = {}
+    for t in types:
+        model = EVENT_TYPES.get(t)
+        if model is None:
+            continue
+        for name, info in model.model_fields.items():
+            if name in ("ts",):
+                continue
+            kind = event_field_kind(info.annotation)
+            if kind is not None:
+                found[name] = kind
+    return found
+
+
+def check_episodes(specs: list[tuple[RuleSpec, str]]) -> None:
+    """Every ``end_episode`` names a finding group some rule raises once per episode."""
+    groups = {r.once_group or r.id for r, _ in specs if r.once_keys}
+    for rule, where in specs:
+        for action in rule.then:
+            if action.end_episode is not None and action.end_episode not in groups:
+                msg = (
+                    f"{where}: rule {rule.id}: ends episode {action.end_episode!r}, "
+                    "which no rule with once_per raises"
+                )
+                raise RulePackError(msg, source=where)
+
+
+def check_editions(rule: RuleSpec, spec: PackSpec, where: str) -> None:
+    for e in rule.editions or ():
+        if e not in spec.editions:
+            msg = f"{where}: rule {rule.id}: unknown edition {e!r}"
+            raise RulePackError(msg, source=where)
+
+
+def deadline_carry(
+    specs: list[tuple[RuleSpec, str]],
+) -> dict[str, dict[str, tuple[str, tuple[str, ...]]]]:
+    """For each deadline name: carried key -> (source reference, the opener's event types)."""
+    carried: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
+    for rule, _ in specs:
+        for action in rule.then:
+            if action.open_deadline is not None:
+                keys = carried.setdefault(action.open_deadline.name, {})
+                for key, ref in action.open_deadline.carry.items():
+                    keys[key] = (ref, tuple(rule.on))
+    return carried
+
+
+def compile_rule(
+    rule: RuleSpec,
+    where: str,
+    spec: PackSpec,
+    params: Mapping[str, Any],
+    fields: Mapping[str, tuple[Kind, str]],
+    carried: Mapping[str, Mapping[str, tuple[str, tuple[str, ...]]]],
+    macros: Mapping[str, ast.expr],
+) -> CompiledRule:
+    def fail(why: str) -> RulePackError:
+        return RulePackError(f"{where}: rule {rule.id}: {why}", source=where)
+
+    check_editions(rule, spec, where)
+    if rule.requirement not in spec.requirements:
+        raise fail(f"unknown requirement {rule.requirement!r}")
+    deadline_names: list[str] = []
+    for t in rule.on:
+        if t.startswith("deadline."):
+            name = t.removeprefix("deadline.")
+            if name not in carried:
+                raise fail(f"'on: {t}' but no rule opens a deadline named {name!r}")
+            deadline_names.append(name)
+        elif t not in EVENT_TYPES:
+            raise fail(f"'on: {t}' is not a canonical event type")
+    event_fields = event_fields_of(rule.on)
+
+    def resolve(ns: str, name: str) -> Kind:
+        if ns == "event":
+            if name == "type":
+                return "str"
+            if name not in event_fields:
+                raise ExprError(f"event.{name} is not a field of {', '.join(rule.on)}")
+            return event_fields[name]
+        if ns == "state":
+            if name not in fields:
+                raise ExprError(f"state.{name} is not a derived state field")
+            return fields[name][0]
+        if ns == "facts":
+            if name not in spec.facts:
+                raise ExprError(f"facts.{name} is not declared in the pack's facts")
+            return spec.facts[name].kind
+        if ns == "deadline":
+            for d in deadline_names:
+                if name in carried[d]:
+                    ref, opener_on = carried[d][name]
+                    src_ns, _, src_name = ref.partition(".")
+                    if src_ns == "event":
+                        kinds = event_fields_of(list(opener_on))
+                        if src_name in kinds:
+                            return kinds[src_name]
+                    elif src_ns == "state" and src_name in fields:
+                        return fields[src_name][0]
+                    elif src_ns == "facts" and src_name in spec.facts:
+                        return spec.facts[src_name].kind
+                    raise ExprError(f"deadline.{name} carries {ref}, which is not a known field")
+            raise ExprError(f"deadline.{name} is not carried by the deadline this rule is on")
+        raise ExprError(f"unknown namespace {ns}")
+
+    try:
+        condition = compile_condition(rule.when, params, resolve, macros)
+        near = None
+        if rule.near_miss is not None:
+            near = compile_condition(rule.near_miss.when, params, resolve, macros)
+            _check_template(rule.near_miss.message, params, resolve)
+        for key in rule.once_keys:
+            if key == "patient":  # once per patient: a constant key
+                continue
+            ns, _, name = key.partition(".")
+            resolve(ns, name)
+    except ExprError as exc:
+        raise fail(str(exc)) from None
+
+    values: list[ast.expr | None] = []
+    for action in rule.then:
+        values.append(None)
+        if action.raise_ is not None:
+            code = action.raise_.code
+            if code not in spec.codes:
+                raise fail(f"raises unknown code {code!r} (declare it under codes:)")
+            try:
+                _check_template(action.raise_.message, params, resolve)
+                _check_template(action.raise_.action, params, resolve)
+            except ExprError as exc:
+                raise fail(f"message placeholder: {exc}") from None
+        elif action.open_deadline is not None:
+            try:
+                after = str(action.open_deadline.after_h)
+                values[-1] = compile_value(after, params, resolve, "num", macros)
+                for ref in action.open_deadline.carry.values():
+                    ns, _, name = ref.partition(".")
+                    resolve(ns, name)
+            except ExprError as exc:
+                raise fail(f"open_deadline: {exc}") from None
+        elif action.close_deadline is not None:
+            if action.close_deadline not in carried:
+                raise fail(f"closes deadline {action.close_deadline!r} that no rule opens")
+        elif action.set is not None:
+            if action.set.fact not in spec.facts:
+                raise fail(f"sets undeclared fact {action.set.fact!r}")
+            if action.set.expr is not None:
+                kind = spec.facts[action.set.fact].kind
+                try:
+                    values[-1] = compile_value(action.set.expr, params, resolve, kind, macros)
+                except ExprError as exc:
+                    raise fail(f"set {action.set.fact}: {exc}") from None
+    return CompiledRule(
+        spec=rule,
+        location=where,
+        condition=condition,
+        actions=tuple(rule.then),
+        values=tuple(values),
+        near_miss=near,
+    )
+
+
+def _check_template(text: str, params: Mapping[str, Any], resolve: Resolver) -> None:
+    for ns, name, filt in placeholders(text):
+        if filt is not None and filt not in FILTERS:
+            raise ExprError(f"unknown filter |{filt} in {text!r}")
+        if ns == "params":
+            if name not in params:
+                raise ExprError(f"unknown parameter params.{name}")
+        else:
+            resolve(ns, name)
