@@ -10,22 +10,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
-__all__ = ["Clock", "LiveClock", "ManualClock", "ReplayClock", "SimulatedClock"]
+__all__ = ["Clock", "LiveClock", "ManualClock", "Mode", "ReplayClock", "SimulatedClock"]
+
+Mode = Literal["replay", "live", "drill"]
+"""Which use drives the engine; the clock says it, so the two can never contradict."""
 
 
 class Clock(Protocol):
-    """Event time in epoch seconds."""
+    """Event time in epoch seconds, and which use it serves."""
+
+    @property
+    def mode(self) -> Mode: ...
 
     def now(self) -> float: ...
+
+    def observe(self, ts: float) -> None:
+        """An event of time ``ts`` was evaluated (a replay clock follows the events)."""
 
 
 class ReplayClock:
     """Time is the latest event time seen; it never goes backwards."""
 
-    def __init__(self, start: float = float("-inf")) -> None:
+    def __init__(self, start: float = float("-inf"), *, mode: Mode = "replay") -> None:
         self._now = start
+        self._mode: Mode = mode
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
 
     def now(self) -> float:
         return self._now
@@ -35,7 +49,7 @@ class ReplayClock:
 
 
 class ManualClock(ReplayClock):
-    """A clock tests move by hand."""
+    """A clock tests move by hand (``mode="live"`` to stand in for the live clock)."""
 
     def set(self, ts: float) -> None:
         self._now = ts
@@ -56,8 +70,15 @@ class LiveClock:
         self._mono = monotonic
         self._start = monotonic()
 
+    @property
+    def mode(self) -> Mode:
+        return "live"
+
     def now(self) -> float:
         return self._anchor + (self._mono() - self._start)
+
+    def observe(self, ts: float) -> None:
+        """Live time is the wall's, whatever the events say."""
 
 
 class SimulatedClock:
@@ -68,5 +89,12 @@ class SimulatedClock:
         self._origin = origin
         self._unit = unit_s
 
+    @property
+    def mode(self) -> Mode:
+        return "drill"
+
     def now(self) -> float:
         return self._origin + float(getattr(self._env, "now", 0.0)) * self._unit
+
+    def observe(self, ts: float) -> None:
+        """Simulated time is the simulation's."""

@@ -2,9 +2,10 @@
 
 For each event: fire the deadlines its time has passed, apply it to the
 patient's derived state, post one message (event + state + facts) to the
-rulesets that listen to its type, then carry out the matched rules' actions in
-pack order. Conditions are decided by durable-rules; actions are a closed set
-of verbs carried out here, after durable-rules returns.
+rulesets that listen to its type, then have the matched rules' actions carried
+out in pack order (:mod:`.actions`). Conditions are decided by durable-rules
+(:mod:`.host`); findings are worded by :mod:`.rendering`; explanations are an
+observer (:mod:`.explain`) the engine notifies only when asked to.
 
 Same instant: events at time t are applied before deadlines due at t, so a
 window's end is inclusive.
@@ -12,28 +13,27 @@ window's end is inclusive.
 
 from __future__ import annotations
 
-import ast
+from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
+from .actions import ActionRunner
 from .clock import Clock, ReplayClock
-from .compiler import event_field_kind
+from .compiler import CompiledPack, CompiledRule, event_field_kind
 from .deadlines import Deadline, DeadlineQueue
 from .errors import GateError, RuleEvaluationError
 from .events import EVENT_TYPES, Event
-from .expr import evaluate
-from .findings import Finding, Severity, format_ts, make_finding_id
+from .explain import Explainer, NearMiss, lookup
+from .findings import Finding
 from .host import RuleHost
-from .pack import CompiledPack, CompiledRule
+from .rendering import ENGINE_ERROR_CODE, engine_alert
 from .state import PatientState
-from .template import render
 
-__all__ = ["ENGINE_ERROR_CODE", "Engine", "NearMiss"]
+__all__ = ["ENGINE_ERROR_CODE", "MAX_ERRORS_KEPT", "Engine", "NearMiss"]
 
-ENGINE_ERROR_CODE = "RULE_EVALUATION_FAILED"
-"""Raised as a critical finding when a rule cannot be evaluated: a broken rule is an alert."""
+MAX_ERRORS_KEPT = 1000
+"""The last errors a long-running engine keeps for inspection (``error_count`` counts all)."""
 
 
 def _readable_fields() -> dict[str, tuple[str, ...]]:
@@ -65,21 +65,12 @@ def event_fields(event: Event) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class NearMiss:
-    """A rule that came close for a patient, and the values that kept it quiet."""
-
-    rule_id: str
-    patient_id: str
-    ts: str
-    event_id: str
-    message: str
-    because: str
-    values: dict[str, Any]
-
-
 class Engine:
-    """Evaluates one compiled pack against a stream of canonical events."""
+    """Evaluates one compiled pack against a stream of canonical events.
+
+    The clock says which use this is (``clock.mode``: replay, live or drill),
+    and so which rules are in force (a rule may be live-only).
+    """
 
     def __init__(
         self,
@@ -88,44 +79,39 @@ class Engine:
         *,
         on_error: Literal["alert", "raise"] = "alert",
         explain: bool = False,
-        mode: Literal["replay", "live", "drill"] = "replay",
     ) -> None:
         self.pack = pack
-        self.mode = mode
         self.clock: Clock = clock if clock is not None else ReplayClock()
         self.on_error = on_error
-        self.explain = explain
+        mode = self.clock.mode
         rules = [r for r in pack.rules if r.spec.modes is None or mode in r.spec.modes]
         self.rules = rules
         self._by_type: dict[str, list[CompiledRule]] = {}
         for rule in rules:
             for t in rule.spec.on:
                 self._by_type.setdefault(t, []).append(rule)
-        self._rule_ids = {t: [r.id for r in rules] for t, rules in self._by_type.items()}
-        self._host = RuleHost(((r.id, _pattern(r)) for r in rules), groups=self._rule_ids.values())
-        # Only the fields a type's rules read are posted: a smaller message to check and serialise.
-        self._reads: dict[str, dict[str, tuple[str, ...]]] = {}
-        for t, rules in self._by_type.items():
-            reads: dict[str, set[str]] = {}
-            for rule in rules:
-                for ref in rule.condition.refs:
-                    ns, _, name = ref.partition(".")
-                    reads.setdefault(ns, set()).add(name)
-            self._reads[t] = {ns: tuple(sorted(names)) for ns, names in reads.items()}
+        self._host = RuleHost.for_rules(self._by_type)
         self._patients: dict[str, PatientState] = {}
         self._deadlines = DeadlineQueue()
         self._params = {k: v for k, v in pack.params.items() if not isinstance(v, list | dict)}
-        self.errors: list[RuleEvaluationError] = []
-        self.near_misses: list[NearMiss] = []
-        self.explanations: dict[str, dict[str, Any]] = {}
-        self._opened_why: dict[str, Any] | None = None
+        self.observer: Explainer | None = Explainer() if explain else None
+        self._actions = ActionRunner(pack, self._deadlines, self.observer)
+        self.errors: deque[RuleEvaluationError] = deque(maxlen=MAX_ERRORS_KEPT)
+        self.error_count = 0
         self.watermark = float("-inf")
-        self.events_seen = 0
 
     # -- public API ---------------------------------------------------------
     @property
     def patients(self) -> Mapping[str, PatientState]:
         return self._patients
+
+    @property
+    def near_misses(self) -> list[NearMiss]:
+        return self.observer.near_misses if self.observer is not None else []
+
+    @property
+    def explanations(self) -> Mapping[str, dict[str, Any]]:
+        return self.observer.explanations if self.observer is not None else {}
 
     def patient(self, patient_id: str) -> PatientState:
         p = self._patients.get(patient_id)
@@ -141,10 +127,7 @@ class Engine:
         if not late:
             out.extend(self._fire(ts, inclusive=False))
             self.watermark = ts
-        if isinstance(self.clock, ReplayClock):
-            self.clock.observe(ts)
-        self.events_seen += 1
-        self._opened_why = None
+        self.clock.observe(ts)
         patient = self.patient(event.patient_id)
         evidence = (event.event_id,)
         try:
@@ -158,9 +141,9 @@ class Engine:
                 "facts": dict(patient.facts),
             }
         except Exception as exc:  # a failure inside evaluation is an alert, never an exception
-            out.append(self._engine_alert(_evaluation_error(exc), patient, ts, evidence))
+            out.append(self._alert(_evaluation_error(exc), patient, ts, evidence))
             return out
-        out.extend(self._run(patient, message, ts, evidence, late=late))
+        out.extend(self._run(patient, message, ts, evidence, late=late, opened=None))
         return out
 
     def submit_all(self, events: Iterable[Event]) -> list[Finding]:
@@ -188,7 +171,6 @@ class Engine:
         return out
 
     def _fire_one(self, d: Deadline) -> list[Finding]:
-        self._opened_why = d.why
         patient = self.patient(d.patient_id)
         try:
             message = {
@@ -199,8 +181,8 @@ class Engine:
                 "facts": dict(patient.facts),
             }
         except Exception as exc:
-            return [self._engine_alert(_evaluation_error(exc), patient, d.due, d.evidence)]
-        return self._run(patient, message, d.due, d.evidence, late=False)
+            return [self._alert(_evaluation_error(exc), patient, d.due, d.evidence)]
+        return self._run(patient, message, d.due, d.evidence, late=False, opened=d)
 
     def _run(
         self,
@@ -210,34 +192,25 @@ class Engine:
         evidence: tuple[str, ...],
         *,
         late: bool,
+        opened: Deadline | None,
     ) -> list[Finding]:
         etype = message["type"]
         rules = self._by_type.get(etype)
         if not rules:
             return []
         out: list[Finding] = []
-        posted: dict[str, Any] = {"sid": "0", "type": etype}
-        for ns, names in self._reads[etype].items():
-            source = message.get(ns, {})
-            posted[ns] = {n: source[n] for n in names if n in source}
         try:
-            matched = set(self._host.evaluate(self._rule_ids[etype], posted))
+            matched = self._host.match(etype, message)
         except Exception as exc:
             error = _evaluation_error(exc)
             error.patient_id = patient.patient_id
             error.event_id = evidence[0] if evidence else None
-            out.append(self._engine_alert(error, patient, ts, evidence))
+            out.append(self._alert(error, patient, ts, evidence))
             if isinstance(error, GateError) or not isinstance(exc, RuleEvaluationError):
                 return out  # the message itself is refused: no rule can be evaluated on it
             # evaluate the others one by one so one broken rule does not silence the rest
-            matched = set()
-            for rule in rules:
-                if rule.id == exc.rule_id:
-                    continue
-                try:
-                    matched.update(self._host.evaluate([rule.id], posted))
-                except RuleEvaluationError as again:
-                    out.append(self._engine_alert(again, patient, ts, evidence))
+            matched, failures = self._host.match_each(etype, message, skip=error.rule_id)
+            out.extend(self._alert(f, patient, ts, evidence) for f in failures)
         env = {
             "event": message["event"],
             "state": message["state"],
@@ -249,175 +222,34 @@ class Engine:
         seen = {_episode_group(r) for r in rules if r.id in matched and r.spec.once_keys}
         for rule in rules:
             if rule.id not in matched:
-                if self.explain and rule.near_miss is not None:
-                    self._near_miss(rule, patient, env, ts, evidence)
+                if self.observer is not None:
+                    self.observer.not_matched(rule, patient.patient_id, env, ts, evidence)
                 continue
             keys = rule.spec.once_keys
             if keys:
                 group = _episode_group(rule)
-                key = tuple(_lookup(env, k) for k in keys)
+                key = tuple(lookup(env, k) for k in keys)
                 if patient.episodes.get(group) == key:
                     continue
                 patient.episodes[group] = key
             try:
-                out.extend(self._act(rule, patient, env, ts, evidence, late=late, seen=seen))
-            except Exception as exc:
-                error = _evaluation_error(exc, rule.id)
-                out.append(self._engine_alert(error, patient, ts, evidence))
-        return out
-
-    def _act(
-        self,
-        rule: CompiledRule,
-        patient: PatientState,
-        env: Mapping[str, Mapping[str, Any]],
-        ts: float,
-        evidence: tuple[str, ...],
-        *,
-        late: bool,
-        seen: set[str],
-    ) -> list[Finding]:
-        out: list[Finding] = []
-        for action, value in zip(rule.actions, rule.values, strict=True):
-            if action.raise_ is not None:
-                finding = self._finding(rule, action.raise_, patient, env, ts, evidence, late)
-                if self.explain:
-                    self.explanations[finding.finding_id] = {
-                        "rule": rule.id,
-                        "when": rule.condition.source,
-                        "values": {ref: _lookup(env, ref) for ref in rule.condition.refs},
-                        "carried": dict(env.get("deadline", {})),
-                        "opened_by": self._opened_why,
-                    }
-                out.append(finding)
-            elif action.open_deadline is not None and value is not None:
-                spec = action.open_deadline
-                hours = evaluate(value, env)
-                if not isinstance(hours, int | float) or hours != hours:
-                    continue  # an unknown duration opens nothing: the rule's condition guards it
-                carry = {k: _lookup(env, ref) for k, ref in spec.carry.items()}
-                carry = {k: v for k, v in carry.items() if v is not None}
-                d = self._deadlines.open(
-                    patient.patient_id,
-                    spec.name,
-                    ts + max(0.0, float(hours)) * 3600.0,
-                    opened_by=rule.id,
-                    carry=carry,
-                    evidence=evidence,
-                    before_events=spec.at_due == "before_events",
+                out.extend(
+                    self._actions.run(
+                        rule, patient, env, ts, evidence, late=late, seen=seen, opened=opened
+                    )
                 )
-                if self.explain:
-                    d.why = {
-                        "rule": rule.id,
-                        "at": format_ts(ts),
-                        "when": rule.condition.source,
-                        "values": {ref: _lookup(env, ref) for ref in rule.condition.refs},
-                    }
-            elif action.close_deadline is not None:
-                self._deadlines.close(patient.patient_id, action.close_deadline)
-            elif action.end_episode is not None:
-                if action.end_episode not in seen:
-                    patient.episodes.pop(action.end_episode, None)
-            elif action.set is not None:
-                new = evaluate(value, env) if value is not None else action.set.value
-                if isinstance(new, int) and not isinstance(new, bool):
-                    new = float(new)
-                if new is None:
-                    patient.facts.pop(action.set.fact, None)
-                else:
-                    patient.facts[action.set.fact] = new
+            except Exception as exc:
+                out.append(self._alert(_evaluation_error(exc, rule.id), patient, ts, evidence))
         return out
 
-    def _finding(
-        self,
-        rule: CompiledRule,
-        spec: Any,
-        patient: PatientState,
-        env: Mapping[str, Mapping[str, Any]],
-        ts: float,
-        evidence: tuple[str, ...],
-        late: bool,
-    ) -> Finding:
-        state = env["state"]
-        message = render(spec.message, env)
-        details: dict[str, Any] = {}
-        if "cycle" in state:
-            details["cycle"] = int(state["cycle"])
-            if state.get("cycle_inferred"):
-                details["cycle_inferred"] = True
-                if "cycle" in message.lower():
-                    message += " (cycle number inferred: no cycle order on record)"
-        if self.pack.site is not None:
-            details["site"] = self.pack.site
-        when = format_ts(ts)
-        ev = list(evidence)
-        severity = spec.severity or self.pack.spec.codes[spec.code].severity
-        return Finding(
-            finding_id=make_finding_id(rule.id, patient.patient_id, ev, when),
-            code=spec.code,
-            rule_id=rule.id,
-            severity=severity,
-            patient_id=patient.patient_id,
-            ts=when,
-            message=message,
-            action=render(spec.action, env),
-            evidence=ev,
-            citation=rule.spec.citation,
-            rule_pack=self.pack.ref,
-            requirement=rule.spec.requirement,
-            late=late,
-            details=details,
-        )
-
-    def _engine_alert(
+    def _alert(
         self, exc: RuleEvaluationError, patient: PatientState, ts: float, evidence: tuple[str, ...]
     ) -> Finding:
         self.errors.append(exc)
+        self.error_count += 1
         if self.on_error == "raise":
             raise exc
-        when = format_ts(ts)
-        rule_id = exc.rule_id or "ENGINE"
-        return Finding(
-            finding_id=make_finding_id(rule_id, patient.patient_id, list(evidence), when),
-            code=ENGINE_ERROR_CODE,
-            rule_id=rule_id,
-            severity=Severity.CRITICAL,
-            patient_id=patient.patient_id,
-            ts=when,
-            message=f"Rule {rule_id} could not be evaluated for this event: {exc.message}",
-            action="Treat this patient's protocol as unchecked for this rule; "
-            "inform biomed and pharmacy informatics.",
-            evidence=list(evidence),
-            citation="pumpguard engine",
-            rule_pack=self.pack.ref,
-            requirement="ENGINE",
-            details={},
-        )
-
-    def _near_miss(
-        self,
-        rule: CompiledRule,
-        patient: PatientState,
-        env: Mapping[str, Mapping[str, Any]],
-        ts: float,
-        evidence: tuple[str, ...],
-    ) -> None:
-        assert rule.near_miss is not None
-        if evaluate(rule.near_miss.tree, env) is not True:
-            return
-        values = {ref: _lookup(env, ref) for ref in rule.condition.refs}
-        spec = rule.spec.near_miss
-        self.near_misses.append(
-            NearMiss(
-                rule_id=rule.id,
-                patient_id=patient.patient_id,
-                ts=format_ts(ts),
-                event_id=evidence[0] if evidence else "",
-                message=render(spec.message, env) if spec is not None else "",
-                because=_why_not(rule.condition.tree, env),
-                values=values,
-            )
-        )
+        return engine_alert(self.pack, exc, patient.patient_id, ts, evidence)
 
 
 def _evaluation_error(exc: Exception, rule_id: str | None = None) -> RuleEvaluationError:
@@ -433,27 +265,3 @@ def _evaluation_error(exc: Exception, rule_id: str | None = None) -> RuleEvaluat
 
 def _episode_group(rule: CompiledRule) -> str:
     return rule.spec.once_group or rule.id
-
-
-def _pattern(rule: CompiledRule) -> dict[str, Any]:
-    """The rule's durable-rules pattern: its trigger types and its condition."""
-    types: list[dict[str, Any]] = [{"type": t} for t in rule.spec.on]
-    trigger = types[0] if len(types) == 1 else {"$or": types}
-    cond = rule.condition.durable
-    return trigger if cond is None else {"$and": [trigger, cond]}
-
-
-def _lookup(env: Mapping[str, Mapping[str, Any]], ref: str) -> Any:
-    if ref == "patient":
-        return "patient"
-    ns, _, name = ref.partition(".")
-    return env.get(ns, {}).get(name)
-
-
-def _why_not(tree: ast.expr, env: Mapping[str, Mapping[str, Any]]) -> str:
-    """The first conjunct that was not true, as written in the pack."""
-    parts = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) else [tree]
-    for part in parts:
-        if evaluate(part, env) is not True:
-            return ast.unparse(part)
-    return ast.unparse(tree)

@@ -30,7 +30,6 @@ class Deadline:
     evidence: tuple[str, ...] = ()
     cancelled: bool = False
     before_events: bool = False
-    why: dict[str, Any] | None = None
 
 
 class DeadlineQueue:

@@ -25,11 +25,14 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import RuleEvaluationError
 from .gate import check_message
+
+if TYPE_CHECKING:
+    from .compiler import CompiledRule
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -127,6 +130,14 @@ def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
     return parts[0] if len(parts) == 1 else (op, parts)
 
 
+def _pattern(rule: CompiledRule) -> dict[str, Any]:
+    """The rule's durable-rules pattern: its trigger types and its condition."""
+    types: list[dict[str, Any]] = [{"type": t} for t in rule.spec.on]
+    trigger = types[0] if len(types) == 1 else {"$or": types}
+    cond = rule.condition.durable
+    return trigger if cond is None else {"$and": [trigger, cond]}
+
+
 def _not_run(_closure: Any) -> None:
     """durable-rules wants a callable per action; firings are read natively, so it never runs."""
     msg = "durable-rules ran an action itself; the engine reads firings natively"
@@ -181,6 +192,60 @@ class RuleHost:
             self._groups[ids] = name
         self.definitions = definitions
         self._host = _Host(definitions, actions) if definitions else None
+        self._types: dict[str, tuple[str, ...]] = {}
+        self._reads: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def for_rules(cls, by_type: Mapping[str, Sequence[CompiledRule]]) -> RuleHost:
+        """One ruleset per event type, with every rule that listens to it."""
+        rules = {r.id: r for group in by_type.values() for r in group}
+        host = cls(
+            ((r.id, _pattern(r)) for r in rules.values()),
+            groups=([r.id for r in group] for group in by_type.values()),
+        )
+        host._types = {t: tuple(r.id for r in group) for t, group in by_type.items()}
+        # Only the fields a type's rules read are posted: a smaller message to check and serialise.
+        for t, group in by_type.items():
+            reads: dict[str, set[str]] = {}
+            for rule in group:
+                for ref in rule.condition.refs:
+                    ns, _, name = ref.partition(".")
+                    reads.setdefault(ns, set()).add(name)
+            host._reads[t] = {ns: tuple(sorted(names)) for ns, names in reads.items()}
+        return host
+
+    def match(self, event_type: str, message: Mapping[str, Any]) -> frozenset[str]:
+        """The rules listening to ``event_type`` whose condition holds for ``message``.
+
+        ``message`` has the namespaces rules read (event, state, facts, deadline);
+        the gate checks what is posted and raises :class:`GateError` for a message
+        durable-rules must not see.
+        """
+        ids = self._types.get(event_type, ())
+        return frozenset(self.evaluate(ids, self._posted(event_type, message)))
+
+    def match_each(
+        self, event_type: str, message: Mapping[str, Any], *, skip: str | None = None
+    ) -> tuple[frozenset[str], list[RuleEvaluationError]]:
+        """Rule by rule, so one broken rule does not silence the rest: matches and failures."""
+        posted = self._posted(event_type, message)
+        matched: set[str] = set()
+        failures: list[RuleEvaluationError] = []
+        for rule_id in self._types.get(event_type, ()):
+            if rule_id == skip:
+                continue
+            try:
+                matched.update(self.evaluate([rule_id], posted))
+            except RuleEvaluationError as exc:
+                failures.append(exc)
+        return frozenset(matched), failures
+
+    def _posted(self, event_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
+        posted: dict[str, Any] = {"sid": "0", "type": event_type}
+        for ns, names in self._reads.get(event_type, {}).items():
+            source = message.get(ns, {})
+            posted[ns] = {n: source[n] for n in names if n in source}
+        return posted
 
     def evaluate(self, rule_ids: Iterable[str], message: dict[str, Any]) -> list[str]:
         """Evaluate ``message`` against the rules; return those that matched, in the order given."""

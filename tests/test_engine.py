@@ -46,7 +46,7 @@ def test_engine_never_reads_the_wall_clock(stream, run, monkeypatch):
 
 
 def test_deadline_fires_only_when_clock_passes(pack, stream):
-    clock = ManualClock()
+    clock = ManualClock(mode="live")
     engine = Engine(pack, clock)
     s = stream().registered().inpatient().start(0).add("encounter.discharged", 300)
     s.stop(400).resume(405)
@@ -206,8 +206,8 @@ def test_no_fact_stays_in_durable_rules_after_a_course(pack):
 
 def test_live_mode_warns_before_an_interruption_reaches_four_hours(pack, stream):
     """Live only: 3.5 h into an interruption the engine says so (info), before it is too late."""
-    clock = ManualClock()
-    engine = Engine(pack, clock, mode="live")
+    clock = ManualClock(mode="live")
+    engine = Engine(pack, clock)
     s = stream().registered().inpatient().start(0).stop(10)
     for e in s.events:
         engine.submit(e)
@@ -229,8 +229,8 @@ def test_replay_mode_has_no_live_warning(pack, stream):
 
 
 def test_resuming_in_time_cancels_the_live_warning(pack, stream):
-    clock = ManualClock()
-    engine = Engine(pack, clock, mode="live")
+    clock = ManualClock(mode="live")
+    engine = Engine(pack, clock)
     s = stream().registered().inpatient().start(0).stop(10).resume(12)
     for e in s.events:
         engine.submit(e)

@@ -1,0 +1,99 @@
+"""Carrying out a matched rule's verbs: raise, open or close a deadline, set a fact, end an episode.
+
+durable-rules decides which rules match; what they then do is a closed set of
+verbs, carried out here in pack order after durable-rules returns, so no code
+of ours runs inside it (where an error would be swallowed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .compiler import CompiledPack, CompiledRule
+from .deadlines import Deadline, DeadlineQueue
+from .explain import Explainer, lookup
+from .expr import evaluate
+from .findings import Finding
+from .rendering import finding_for
+from .state import PatientState
+
+__all__ = ["ActionRunner"]
+
+Env = Mapping[str, Mapping[str, Any]]
+
+
+class ActionRunner:
+    """The verbs of one pack, over one deadline queue."""
+
+    def __init__(
+        self, pack: CompiledPack, deadlines: DeadlineQueue, observer: Explainer | None
+    ) -> None:
+        self.pack = pack
+        self.deadlines = deadlines
+        self.observer = observer
+
+    def run(
+        self,
+        rule: CompiledRule,
+        patient: PatientState,
+        env: Env,
+        ts: float,
+        evidence: tuple[str, ...],
+        *,
+        late: bool,
+        seen: set[str],
+        opened: Deadline | None,
+    ) -> list[Finding]:
+        """Carry out ``rule``'s actions in order; ``seen`` are the episode groups that matched."""
+        out: list[Finding] = []
+        for action, value in zip(rule.actions, rule.values, strict=True):
+            if action.raise_ is not None:
+                spec = action.raise_
+                finding = finding_for(
+                    self.pack, rule, spec, patient.patient_id, env, ts, evidence, late=late
+                )
+                if self.observer is not None:
+                    self.observer.raised(finding, rule, env, opened)
+                out.append(finding)
+            elif action.open_deadline is not None and value is not None:
+                self._open(rule, action.open_deadline, value, patient, env, ts, evidence)
+            elif action.close_deadline is not None:
+                self.deadlines.close(patient.patient_id, action.close_deadline)
+            elif action.set is not None:
+                new = evaluate(value, env) if value is not None else action.set.value
+                if isinstance(new, int) and not isinstance(new, bool):
+                    new = float(new)
+                if new is None:
+                    patient.facts.pop(action.set.fact, None)
+                else:
+                    patient.facts[action.set.fact] = new
+            elif action.end_episode is not None and action.end_episode not in seen:
+                patient.episodes.pop(action.end_episode, None)
+        return out
+
+    def _open(
+        self,
+        rule: CompiledRule,
+        spec: Any,
+        value: Any,
+        patient: PatientState,
+        env: Env,
+        ts: float,
+        evidence: tuple[str, ...],
+    ) -> None:
+        hours = evaluate(value, env)
+        if not isinstance(hours, int | float) or hours != hours:
+            return  # an unknown duration opens nothing: the rule's condition guards it
+        carry = {k: lookup(env, ref) for k, ref in spec.carry.items()}
+        d = self.deadlines.open(
+            patient.patient_id,
+            spec.name,
+            ts + max(0.0, float(hours)) * 3600.0,
+            opened_by=rule.id,
+            carry={k: v for k, v in carry.items() if v is not None},
+            evidence=evidence,
+            before_events=spec.at_due == "before_events",
+        )
+        if self.observer is not None:
+            self.observer.deadline_opened(d, rule, env, ts)
