@@ -177,7 +177,7 @@ class Engine:
                 "type": f"deadline.{d.name}",
                 "event": {},
                 "deadline": dict(d.carry),
-                "state": patient.view(None, d.due, {}),
+                "state": patient.view(None, d.due, None),
                 "facts": dict(patient.facts),
             }
         except Exception as exc:

@@ -17,89 +17,120 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Annotated, Any, TypedDict, cast, get_args, get_type_hints
 
 from .events import Event
 from .expr import Kind
 
-__all__ = ["STATE_FIELDS", "PatientState", "StateConfig", "state_fields"]
+__all__ = ["STATE_FIELDS", "Passing", "PatientState", "StateConfig", "StateView", "state_fields"]
 
 HOUR = 3600.0
 MAX_BAGS = 32
 MAX_PUMPS = 16
 
-STATE_FIELDS: dict[str, tuple[Kind, str]] = {
+
+class StateView(TypedDict, total=False):
+    """What rules read as ``state.*``: every field optional (absent means unknown).
+
+    Each field is annotated with its documentation; :data:`STATE_FIELDS` (the
+    registry the pack compiler type-checks against) is generated from here, so the
+    documented list and the state the engine builds cannot drift apart.
+    """
+
     # patient
-    "registered": ("bool", "a patient.registered event has been seen"),
-    "weight_kg": ("num", "last recorded weight"),
-    "bsa_m2": (
-        "num",
+    registered: Annotated[bool, "a patient.registered event has been seen"]
+    weight_kg: Annotated[float, "last recorded weight"]
+    bsa_m2: Annotated[
+        float,
         "body surface area: the last recorded, else derived from height and weight (Mosteller)",
-    ),
-    "bsa_derived": ("bool", "bsa_m2 was derived from height and weight, not recorded"),
-    "bsa_source": ("str", "where bsa_m2 comes from, in words (recorded, or derived by Mosteller)"),
-    "height_cm": ("num", "recorded height"),
-    "indication": ("str", "relapsed_refractory, mrd_positive or consolidation"),
-    "age_years": ("num", "age in whole years on the event's date (absent without a birth date)"),
-    "setting": ("str", "care setting from the last encounter event, or discharged"),
-    "hospitalized": ("bool", "the setting is one of params.hospital_settings"),
+    ]
+    bsa_derived: Annotated[bool, "bsa_m2 was derived from height and weight, not recorded"]
+    bsa_source: Annotated[
+        str,
+        "where bsa_m2 comes from, in words (recorded, or derived by Mosteller)",
+    ]
+    height_cm: Annotated[float, "recorded height"]
+    indication: Annotated[str, "relapsed_refractory, mrd_positive or consolidation"]
+    age_years: Annotated[
+        float,
+        "age in whole years on the event's date (absent without a birth date)",
+    ]
+    setting: Annotated[str, "care setting from the last encounter event, or discharged"]
+    hospitalized: Annotated[bool, "the setting is one of params.hospital_settings"]
     # delivery
-    "drug_running": ("bool", "after this event, some channel delivers the drug"),
-    "was_running": ("bool", "before this event, some channel delivered the drug"),
-    "is_drug": ("bool", "the event concerns the drug: its channel, or a weight while it runs"),
-    "channel_has_drug": ("bool", "the event's channel holds the drug (running or not)"),
-    "restart": ("bool", "this start or resume ends an interruption within a cycle"),
-    "interruption_h": ("num", "hours without delivery that this start or resume ends"),
-    "stopped_h": ("num", "hours since delivery stopped, while it is stopped"),
-    "rate_ml_h": ("num", "programmed rate on the event's channel"),
-    "dose_mcg_day": ("num", "running dose: the pump's programmed dose, else the bag's"),
-    "run_started_h": ("num", "hours since the current uninterrupted delivery began"),
+    drug_running: Annotated[bool, "after this event, some channel delivers the drug"]
+    was_running: Annotated[bool, "before this event, some channel delivered the drug"]
+    is_drug: Annotated[bool, "the event concerns the drug: its channel, or a weight while it runs"]
+    channel_has_drug: Annotated[bool, "the event's channel holds the drug (running or not)"]
+    restart: Annotated[bool, "this start or resume ends an interruption within a cycle"]
+    interruption_h: Annotated[float, "hours without delivery that this start or resume ends"]
+    stopped_h: Annotated[float, "hours since delivery stopped, while it is stopped"]
+    rate_ml_h: Annotated[float, "programmed rate on the event's channel"]
+    dose_mcg_day: Annotated[float, "running dose: the pump's programmed dose, else the bag's"]
+    run_started_h: Annotated[float, "hours since the current uninterrupted delivery began"]
     # cycle
-    "cycle": ("num", "current cycle number"),
-    "cycle_start": ("bool", "this event begins a cycle"),
-    "cycle_inferred": ("bool", "the cycle number was inferred (no cycle.ordered)"),
-    "phase": ("str", "phase of the ordered cycle"),
-    "ordered_dose_mcg_day": ("num", "dose on the cycle's order"),
-    "order_pending": ("bool", "a cycle has been ordered and not yet started"),
-    "pending_cycle": ("num", "the ordered cycle not yet started"),
-    "cycle_elapsed_h": ("num", "calendar hours since the cycle's first start"),
-    "cycle_day": ("num", "calendar day of the cycle (day 1 = first 24 h)"),
-    "infusion_h": ("num", "cumulative infusion hours in the cycle"),
-    "infusion_day": ("num", "infusion day of the cycle (day 1 = first 24 h of infusion)"),
-    "tfi_h": ("num", "at a cycle start: hours since the previous cycle's last stop"),
-    "prev_cycle_infusion_h": ("num", "at a cycle start: infusion hours of the previous cycle"),
-    "prev_phase": ("str", "at a cycle start: phase of the previous cycle"),
-    "prev_gap_h": ("num", "at a cycle start: the longest interruption in the previous cycle"),
-    "max_gap_h": ("num", "the longest interruption so far in this cycle"),
+    cycle: Annotated[float, "current cycle number"]
+    cycle_start: Annotated[bool, "this event begins a cycle"]
+    cycle_inferred: Annotated[bool, "the cycle number was inferred (no cycle.ordered)"]
+    phase: Annotated[str, "phase of the ordered cycle"]
+    ordered_dose_mcg_day: Annotated[float, "dose on the cycle's order"]
+    order_pending: Annotated[bool, "a cycle has been ordered and not yet started"]
+    pending_cycle: Annotated[float, "the ordered cycle not yet started"]
+    cycle_elapsed_h: Annotated[float, "calendar hours since the cycle's first start"]
+    cycle_day: Annotated[float, "calendar day of the cycle (day 1 = first 24 h)"]
+    infusion_h: Annotated[float, "cumulative infusion hours in the cycle"]
+    infusion_day: Annotated[float, "infusion day of the cycle (day 1 = first 24 h of infusion)"]
+    tfi_h: Annotated[float, "at a cycle start: hours since the previous cycle's last stop"]
+    prev_cycle_infusion_h: Annotated[
+        float,
+        "at a cycle start: infusion hours of the previous cycle",
+    ]
+    prev_phase: Annotated[str, "at a cycle start: phase of the previous cycle"]
+    prev_gap_h: Annotated[float, "at a cycle start: the longest interruption in the previous cycle"]
+    max_gap_h: Annotated[float, "the longest interruption so far in this cycle"]
     # people and medicines
-    "supervision_age_h": (
-        "num",
+    supervision_age_h: Annotated[
+        float,
         "hours since a healthcare professional last documented supervision",
-    ),
-    "professional": ("bool", "the event's actor_role is a healthcare professional"),
+    ]
+    professional: Annotated[bool, "the event's actor_role is a healthcare professional"]
     # pumps
-    "pump_registered": ("bool", "the event's pump has been registered"),
-    "pump_kind": ("str", "device_kind of the event's pump"),
-    "pump_lockable": ("bool", "the event's pump can be locked"),
-    "pump_alarms": ("bool", "the event's pump has alarms"),
-    "connection_lost_h": ("num", "hours since the middleware lost the event's pump"),
+    pump_registered: Annotated[bool, "the event's pump has been registered"]
+    pump_kind: Annotated[str, "device_kind of the event's pump"]
+    pump_lockable: Annotated[bool, "the event's pump can be locked"]
+    pump_alarms: Annotated[bool, "the event's pump has alarms"]
+    connection_lost_h: Annotated[float, "hours since the middleware lost the event's pump"]
     # bags
-    "bag_id": ("str", "the bag on this event, or hung on its channel"),
-    "bag_dispensed": ("bool", "the bag on this event (or channel) has a pharmacy label"),
-    "bag_is_drug": ("bool", "the bag's label names the drug"),
-    "bag_rate_ml_h": ("num", "rate on the bag's label"),
-    "bag_dose_mcg_day": ("num", "dose on the bag's label"),
-    "bag_duration_h": ("num", "labelled duration of the bag"),
-    "bag_volume_ml": ("num", "labelled volume of the bag"),
-    "bag_preservative": ("bool", "the bag holds a preservative"),
-    "bag_age_h": ("num", "hours since the bag first started infusing"),
+    bag_id: Annotated[str, "the bag on this event, or hung on its channel"]
+    bag_dispensed: Annotated[bool, "the bag on this event (or channel) has a pharmacy label"]
+    bag_is_drug: Annotated[bool, "the bag's label names the drug"]
+    bag_rate_ml_h: Annotated[float, "rate on the bag's label"]
+    bag_dose_mcg_day: Annotated[float, "dose on the bag's label"]
+    bag_duration_h: Annotated[float, "labelled duration of the bag"]
+    bag_volume_ml: Annotated[float, "labelled volume of the bag"]
+    bag_preservative: Annotated[bool, "the bag holds a preservative"]
+    bag_age_h: Annotated[float, "hours since the bag first started infusing"]
     # the drug's current bag and dose, whatever channel the event is on (also at deadlines)
-    "drug_bag_id": ("str", "the bag on the channel that delivers (or last delivered) the drug"),
-    "drug_bag_age_h": ("num", "hours since that bag first started (pauses count)"),
-    "drug_bag_duration_h": ("num", "that bag's labelled duration"),
-    "running_dose_mcg_day": ("num", "dose of the drug being delivered: programmed, else the bag's"),
-    "prev_dose_mcg_day": ("num", "the dose last delivered in this cycle before this event"),
-}
+    drug_bag_id: Annotated[str, "the bag on the channel that delivers (or last delivered) the drug"]
+    drug_bag_age_h: Annotated[float, "hours since that bag first started (pauses count)"]
+    drug_bag_duration_h: Annotated[float, "that bag's labelled duration"]
+    running_dose_mcg_day: Annotated[
+        float,
+        "dose of the drug being delivered: programmed, else the bag's",
+    ]
+    prev_dose_mcg_day: Annotated[float, "the dose last delivered in this cycle before this event"]
+
+
+_KINDS: dict[type, Kind] = {float: "num", bool: "bool", str: "str"}
+
+
+def _registry() -> dict[str, tuple[Kind, str]]:
+    hints = get_type_hints(StateView, include_extras=True)
+    return {name: (_KINDS[get_args(h)[0]], str(get_args(h)[1])) for name, h in hints.items()}
+
+
+STATE_FIELDS: dict[str, tuple[Kind, str]] = _registry()
+"""Every ``state.*`` field: its kind and its documentation (generated from :class:`StateView`)."""
 
 
 def state_fields(premed_drugs: list[str]) -> dict[str, tuple[Kind, str]]:
@@ -140,6 +171,23 @@ class StateConfig:
             return False
         low = name.lower()
         return any(n in low for n in self.drug_names)
+
+
+@dataclass(slots=True)
+class Passing:
+    """What applying one event changed in passing, read by :meth:`PatientState.view`."""
+
+    was_running: bool
+    prev_dose_mcg_day: float | None = None
+    is_drug: bool | None = None
+    bag_id: str | None = None
+    cycle_start: bool = False
+    restart: bool = False
+    interruption_h: float | None = None
+    tfi_h: float | None = None
+    prev_cycle_infusion_h: float | None = None
+    prev_gap_h: float | None = None
+    prev_phase: str | None = None
 
 
 @dataclass(slots=True)
@@ -208,12 +256,12 @@ class PatientState:
     last_ts: float = float("-inf")
 
     # -- applying events ----------------------------------------------------
-    def apply(self, event: Event, ts: float) -> dict[str, Any]:
+    def apply(self, event: Event, ts: float) -> Passing:
         """Apply one event; return what it changed in passing (for :meth:`view`)."""
         self.last_ts = max(self.last_ts, ts)
-        t: dict[str, Any] = {"was_running": self.delivering}
+        t = Passing(was_running=self.delivering)
         if event.type.startswith("pump."):
-            t["prev_dose_mcg_day"] = self.last_dose
+            t.prev_dose_mcg_day = self.last_dose
         kind = event.type
         if kind.startswith("pump."):
             self._pump_event(event, ts, t)
@@ -246,7 +294,7 @@ class PatientState:
                 if name in drug:
                     self.meds.append((ts, name, float(event.dose_mg)))  # type: ignore[attr-defined]
         elif kind == "nursing.bag_change":
-            t["bag_id"] = event.bag_id  # type: ignore[attr-defined]
+            t.bag_id = event.bag_id  # type: ignore[attr-defined]
         return t
 
     def _remember_bag(self, event: Any) -> None:
@@ -291,7 +339,7 @@ class PatientState:
                     del self.channels[key]
         return pump
 
-    def _pump_event(self, event: Any, ts: float, t: dict[str, Any]) -> None:
+    def _pump_event(self, event: Any, ts: float, t: Passing) -> None:
         key = (event.pump_id, event.channel)
         pump = self._pump(event.pump_id)
         ch = self.channels.get(key)
@@ -334,8 +382,8 @@ class PatientState:
             pump.lost_since = pump.lost_since if pump.lost_since is not None else ts
         elif kind == "pump.connection_restored":
             pump.lost_since = None
-        t["is_drug"] = ch.has_drug
-        t["bag_id"] = ch.bag_id
+        t.is_drug = ch.has_drug
+        t.bag_id = ch.bag_id
         now = any(c.delivering and c.has_drug for c in self.channels.values())
         if now and self.delivering and kind == "pump.infusion_started" and self.pending:
             self._begin_lost_stop_cycle(ts, t)
@@ -364,15 +412,15 @@ class PatientState:
                 starts_cycle = True
                 self._begin_cycle(ts, (self.cycle or 0) + 1, None, None, inferred=True, t=t)
         if gap is not None:
-            t["interruption_h"] = gap / HOUR
+            t.interruption_h = gap / HOUR
             if not starts_cycle:
-                t["restart"] = True
+                t.restart = True
                 self.cycle_max_gap_s = max(self.cycle_max_gap_s, gap)
         self.delivering = True
         self.ever_delivered = True
         self.run_since = ts
 
-    def _begin_lost_stop_cycle(self, ts: float, t: dict[str, Any]) -> None:
+    def _begin_lost_stop_cycle(self, ts: float, t: Passing) -> None:
         """A start while the drug is already running (its stop was lost) begins the ordered cycle.
 
         When the previous cycle really stopped is unknown, so its treatment-free
@@ -394,20 +442,19 @@ class PatientState:
         dose: float | None,
         *,
         inferred: bool,
-        t: dict[str, Any],
+        t: Passing,
         stop_known: bool = True,
     ) -> None:
-        t["cycle_start"] = True
+        t.cycle_start = True
         if self.cycle is not None:
             if stop_known and self.last_stop is not None:
-                t["tfi_h"] = (ts - self.last_stop) / HOUR
-            t["prev_cycle_infusion_h"] = self.cycle_infusion_s / HOUR
-            t["prev_gap_h"] = self.cycle_max_gap_s / HOUR
-            if self.phase is not None:
-                t["prev_phase"] = self.phase
+                t.tfi_h = (ts - self.last_stop) / HOUR
+            t.prev_cycle_infusion_h = self.cycle_infusion_s / HOUR
+            t.prev_gap_h = self.cycle_max_gap_s / HOUR
+            t.prev_phase = self.phase
         self.cycle = number
         self.last_dose = None
-        t.pop("prev_dose_mcg_day", None)
+        t.prev_dose_mcg_day = None
         self.cycle_start_ts = ts
         self.cycle_infusion_s = 0.0
         self.cycle_max_gap_s = 0.0
@@ -416,15 +463,19 @@ class PatientState:
         self.ordered_dose = dose
 
     # -- what rules see -----------------------------------------------------
-    def view(self, event: Event | None, ts: float, t: Mapping[str, Any]) -> dict[str, Any]:
-        """The state at ``ts`` as a flat dict of floats, bools and strings (no None)."""
+    def view(self, event: Event | None, ts: float, t: Passing | None) -> StateView:
+        """The state at ``ts`` as a flat dict of floats, bools and strings (no None).
+
+        ``t`` is what applying ``event`` changed in passing (None at a deadline).
+        """
+        t = t if t is not None else Passing(was_running=self.delivering)
         s: dict[str, Any] = {
             "registered": self.registered,
             "hospitalized": self.setting in self.cfg.hospital_settings,
             "drug_running": self.delivering,
-            "was_running": bool(t.get("was_running", self.delivering)),
-            "cycle_start": bool(t.get("cycle_start", False)),
-            "restart": bool(t.get("restart", False)),
+            "was_running": t.was_running,
+            "cycle_start": t.cycle_start,
+            "restart": t.restart,
             "cycle_inferred": self.cycle_inferred,
             "order_pending": self.pending is not None,
         }
@@ -435,9 +486,11 @@ class PatientState:
         _put(s, "setting", self.setting)
         if self.birth_date is not None:
             s["age_years"] = float(_age(self.birth_date, ts))
-        for name in ("interruption_h", "tfi_h", "prev_cycle_infusion_h", "prev_gap_h"):
-            _put(s, name, t.get(name))
-        _put(s, "prev_phase", t.get("prev_phase"))
+        _put(s, "interruption_h", t.interruption_h)
+        _put(s, "tfi_h", t.tfi_h)
+        _put(s, "prev_cycle_infusion_h", t.prev_cycle_infusion_h)
+        _put(s, "prev_gap_h", t.prev_gap_h)
+        _put(s, "prev_phase", t.prev_phase)
         if not self.delivering and self.last_stop is not None:
             s["stopped_h"] = (ts - self.last_stop) / HOUR
         if self.delivering and self.run_since is not None:
@@ -460,7 +513,7 @@ class PatientState:
         if self.last_supervision is not None:
             s["supervision_age_h"] = (ts - self.last_supervision) / HOUR
         _put(s, "running_dose_mcg_day", self._running_dose())
-        _put(s, "prev_dose_mcg_day", t.get("prev_dose_mcg_day"))
+        _put(s, "prev_dose_mcg_day", t.prev_dose_mcg_day)
         drug_ch = self._drug_channel()
         if drug_ch is not None and drug_ch.bag_id is not None:
             s["drug_bag_id"] = drug_ch.bag_id
@@ -472,7 +525,7 @@ class PatientState:
         self._premedication(s, ts)
         if event is not None:
             self._event_view(s, event, ts, t)
-        return s
+        return cast(StateView, s)
 
     def _bsa(self, s: dict[str, Any]) -> None:
         """BSA as recorded, else Mosteller's sqrt(height cm x weight kg / 3600), said so."""
@@ -499,7 +552,7 @@ class PatientState:
             if when <= ts:
                 s[f"premed_{name}_mg"] += mg
 
-    def _event_view(self, s: dict[str, Any], event: Event, ts: float, t: Mapping[str, Any]) -> None:
+    def _event_view(self, s: dict[str, Any], event: Event, ts: float, t: Passing) -> None:
         role = event.actor_role
         if role is not None:
             s["professional"] = role in self.cfg.professional_roles
@@ -527,8 +580,8 @@ class PatientState:
         if event.type == "patient.weight_recorded":
             s["is_drug"] = self.delivering  # a new weight re-checks the dose while it runs
         else:
-            s["is_drug"] = bool(t.get("is_drug", s["channel_has_drug"]))
-        bag_id = t.get("bag_id") or getattr(event, "bag_id", None) or (ch.bag_id if ch else None)
+            s["is_drug"] = t.is_drug if t.is_drug is not None else s["channel_has_drug"]
+        bag_id = t.bag_id or getattr(event, "bag_id", None) or (ch.bag_id if ch else None)
         bag = self.bags.get(bag_id) if bag_id else None
         if ch is not None:
             _put(s, "rate_ml_h", ch.rate_ml_h)
