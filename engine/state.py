@@ -360,6 +360,9 @@ class PatientState:
             ch.delivering = True
             if event.rate_ml_h is not None:
                 ch.rate_ml_h = event.rate_ml_h
+            bag = self.bags.get(ch.bag_id) if ch.bag_id else None
+            if bag is not None and bag.first_start is None and ch.has_drug:
+                bag.first_start = ts  # a bag changed while stopped starts its time here
         elif kind in ("pump.infusion_stopped", "pump.infusion_completed"):
             ch.delivering = False
         elif kind == "pump.rate_changed":
@@ -386,7 +389,7 @@ class PatientState:
         t.bag_id = ch.bag_id
         now = any(c.delivering and c.has_drug for c in self.channels.values())
         if now and self.delivering and kind == "pump.infusion_started" and self.pending:
-            self._begin_lost_stop_cycle(ts, t)
+            self._begin_lost_stop_cycle(ts, t, ch)
             return
         if now == self.delivering:
             return
@@ -420,13 +423,17 @@ class PatientState:
         self.ever_delivered = True
         self.run_since = ts
 
-    def _begin_lost_stop_cycle(self, ts: float, t: Passing) -> None:
+    def _begin_lost_stop_cycle(self, ts: float, t: Passing, started: _Channel) -> None:
         """A start while the drug is already running (its stop was lost) begins the ordered cycle.
 
         When the previous cycle really stopped is unknown, so its treatment-free
         interval is not computed (never guessed); its infusion counts up to now.
+        The channel that was running is taken as stopped: its stop is the one lost.
         """
         assert self.pending is not None
+        for ch in self.channels.values():
+            if ch is not started:
+                ch.delivering = False
         if self.run_since is not None:
             self.cycle_infusion_s += ts - self.run_since
         number, phase, dose = self.pending

@@ -1644,6 +1644,203 @@ def premed_mrd_cycle_start_missing_fires() -> Scenario:
     )
 
 
+# -- found by an independent review of the fixes ----------------------------------
+@scenario
+def neuro_hold_not_closed_by_a_seizure_end_fires() -> Scenario:
+    s = Scn()
+    s.cycle_start(2, 0, 28, hours=168)
+    s.add("clinical.adverse_event", 100, category="neurotoxicity", grade=3)
+    s.add("pump.infusion_stopped", 100, reason="user")
+    s.add("clinical.adverse_event", 101, category="seizure", grade=3)
+    s.add("clinical.adverse_event", 101.5, category="seizure", grade=0)  # that seizure ended
+    s.premed(179).add("nursing.supervision", 180, actor_role="nurse")
+    s.bag_start(180, 9, hours=168)
+    s.add("pump.infusion_stopped", 300, reason="user")
+    return _sc(
+        "neuro_hold_not_closed_by_a_seizure_end_fires",
+        "R-HOLD",
+        ["SEVERE_REACTION", "RESTART_DURING_HOLD", "DISCONTINUATION_REQUIRED"],
+        s,
+    )
+
+
+@scenario
+def lost_stop_then_cycle_on_a_new_pump_fires() -> Scenario:
+    s = Scn()
+    s.add(
+        "pump.registered",
+        -8,
+        pump_id="PUMP-2",
+        device_kind="ambulatory",
+        lockable=True,
+        alarms=True,
+    )
+    s.cycle_start(2, 0, 28, hours=168)  # its last stop is lost
+    s.add("encounter.discharged", 60)
+    s.add("cycle.ordered", 1000, cycle=3, phase="consolidation", dose_mcg_day=28)
+    s.premed(1007).add("nursing.supervision", 1007.5, actor_role="nurse")
+    s.add(
+        "bag.dispensed",
+        1000,
+        bag_id="C1",
+        drug="blinatumomab",
+        dose_mcg_day=28,
+        duration_h=168,
+        rate_ml_h=0.6,
+        volume_ml=110,
+        preservative=True,
+    )
+    s.add(
+        "pump.infusion_started",
+        1008,
+        pump_id="PUMP-2",
+        drug="blinatumomab",
+        rate_ml_h=0.6,
+        dose_mcg_day=28,
+        bag_id="C1",
+    )
+    s.add("pump.infusion_stopped", 1100, pump_id="PUMP-2", reason="user")
+    s.add("pump.infusion_resumed", 1106, pump_id="PUMP-2")  # 6 h at home: no premed, no nurse
+    s.add("pump.infusion_stopped", 1150, pump_id="PUMP-2", reason="user")
+    return _sc(
+        "lost_stop_then_cycle_on_a_new_pump_fires",
+        "R-REINIT",
+        [
+            "BAG_OVERDUE",
+            "CYCLE_TOO_LONG",
+            "PREMEDICATION_MISSING",
+            "REINITIATION_UNSUPERVISED",
+        ],
+        s,
+    )
+
+
+@scenario
+def bag_changed_while_stopped_then_resumed_overdue_fires() -> Scenario:
+    s = Scn()
+    bag = s.cycle_start(1, 0, 9)
+    s.add(
+        "bag.dispensed",
+        20,
+        bag_id="B2",
+        drug="blinatumomab",
+        dose_mcg_day=9,
+        duration_h=24,
+        rate_ml_h=10.0,
+        volume_ml=240,
+        preservative=False,
+    )
+    s.add("pump.infusion_stopped", 24, reason="user")
+    s.add("pump.bag_changed", 24, bag_id="B2", previous_bag_id=bag)
+    s.add("pump.infusion_resumed", 24.05)
+    s.add("pump.infusion_stopped", 72, reason="user")
+    return _sc(
+        "bag_changed_while_stopped_then_resumed_overdue_fires",
+        "R-BAG-TIME",
+        ["BAG_OVERDUE"],
+        s,
+    )
+
+
+def _crs_without_interruption(dose: float, cycle: int) -> Scn:
+    s = Scn()
+    s.cycle_start(cycle, 0, dose, hours=168)
+    s.add("clinical.adverse_event", 100, category="crs", grade=3)
+    s.add("clinical.adverse_event", 104, category="crs", grade=0)
+    s.add(
+        "bag.dispensed",
+        115,
+        bag_id="B2",
+        drug="blinatumomab",
+        dose_mcg_day=dose,
+        duration_h=168,
+        rate_ml_h=0.6,
+        volume_ml=110,
+        preservative=True,
+    )
+    s.add("pump.bag_changed", 120, bag_id="B2", previous_bag_id="B1")  # hot swap
+    s.add("pump.infusion_stopped", 250, reason="user")
+    return s
+
+
+@scenario
+def crs_without_interruption_step_up_still_due_fires() -> Scenario:
+    return _sc(
+        "crs_without_interruption_step_up_still_due_fires",
+        "R-DOSE",
+        ["SEVERE_REACTION", "DOSE_MISMATCH"],
+        _crs_without_interruption(9, 1),
+    )
+
+
+@scenario
+def crs_without_interruption_hot_swap_at_full_dose_silent() -> Scenario:
+    return _sc(
+        "crs_without_interruption_hot_swap_at_full_dose_silent",
+        "R-HOLD",
+        ["SEVERE_REACTION"],
+        _crs_without_interruption(28, 2),
+    )
+
+
+def _child_no_bsa() -> Scn:
+    s = Scn(weight=12, birth_date="2022-01-01")  # no BSA, no height
+    s.add("cycle.ordered", -6, cycle=1, phase="induction")
+    s.add("encounter.admitted", -2, setting="inpatient").premed(-1, mg=3)
+    return s
+
+
+@scenario
+def dose_child_no_bsa_stepped_silent() -> Scenario:
+    s = _child_no_bsa()
+    bag = s.bag_start(0, 2.95, hours=24)
+    s.complete(24, bag)
+    bag = s.bag_start(24, 2.95, hours=24)
+    s.complete(48, bag)
+    s.premed(167, mg=3)
+    bag = s.bag_start(48, 8.85, hours=24)
+    s.complete(72, bag)
+    return _sc("dose_child_no_bsa_stepped_silent", "R-DOSE", [], s, "label-2024")
+
+
+@scenario
+def neuro_grade3_child_no_bsa_not_decided_at_onset_boundary() -> Scenario:
+    s = _child_no_bsa()
+    s.bag_start(0, 8.85, hours=24)
+    s.add("clinical.adverse_event", 10, category="neurotoxicity", grade=3)
+    s.add("pump.infusion_stopped", 10, reason="user")
+    s.add("clinical.adverse_event", 20, category="neurotoxicity", grade=1)
+    return _sc(
+        "neuro_grade3_child_no_bsa_not_decided_at_onset_boundary",
+        "R-STOP",
+        ["SEVERE_REACTION"],
+        s,
+        "label-2024",
+    )
+
+
+@scenario
+def premed_child_no_bsa_some_given_silent() -> Scenario:
+    s = _child_no_bsa()
+    s.bag_start(0, 2.95, hours=24)
+    return _sc("premed_child_no_bsa_some_given_silent", "R-PREMED", [], s, "label-2024")
+
+
+@scenario
+def premed_child_no_bsa_none_given_fires() -> Scenario:
+    s = Scn(weight=12, birth_date="2022-01-01")
+    s.add("cycle.ordered", -6, cycle=1, phase="induction")
+    s.add("encounter.admitted", -2, setting="inpatient")
+    s.bag_start(0, 2.95, hours=24)
+    return _sc(
+        "premed_child_no_bsa_none_given_fires",
+        "R-PREMED",
+        ["PREMEDICATION_MISSING"],
+        s,
+        "label-2024",
+    )
+
+
 def main() -> None:
     expected: dict[str, Any] = {}
     for make in SCENARIOS:
