@@ -64,9 +64,6 @@ class CompiledPack:
     state_config: StateConfig
     path: Path
 
-    def rules_for(self, event_type: str) -> list[CompiledRule]:
-        return [r for r in self.rules if event_type in r.spec.on]
-
 
 def event_field_kind(annotation: Any) -> Kind | None:
     """The expression kind of an event model field, or None if rules cannot read it."""

@@ -70,9 +70,6 @@ class DeadlineQueue:
         d.cancelled = True
         return True
 
-    def is_open(self, patient_id: str, name: str) -> bool:
-        return (patient_id, name) in self._open
-
     def next_due(self) -> float | None:
         """When the next live deadline falls due (a live scheduler sleeps until then)."""
         while self._heap and self._heap[0][3].cancelled:
@@ -101,8 +98,3 @@ class DeadlineQueue:
             yield d
         for item in held:
             heapq.heappush(heap, item)
-
-    def open_for(self, patient_id: str) -> list[Deadline]:
-        return sorted(
-            (d for (p, _), d in self._open.items() if p == patient_id), key=lambda d: d.seq
-        )

@@ -237,7 +237,6 @@ class PatientState:
     delivering: bool = False
     run_since: float | None = None
     last_stop: float | None = None
-    ever_delivered: bool = False
     cycle: int | None = None
     cycle_start_ts: float | None = None
     cycle_infusion_s: float = 0.0
@@ -253,12 +252,10 @@ class PatientState:
     facts: dict[str, Any] = field(default_factory=dict)
     episodes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """The open episode of each finding group: the key it was last raised with."""
-    last_ts: float = float("-inf")
 
     # -- applying events ----------------------------------------------------
     def apply(self, event: Event, ts: float) -> Passing:
         """Apply one event; return what it changed in passing (for :meth:`view`)."""
-        self.last_ts = max(self.last_ts, ts)
         t = Passing(was_running=self.delivering)
         if event.type.startswith("pump."):
             t.prev_dose_mcg_day = self.last_dose
@@ -420,7 +417,6 @@ class PatientState:
                 t.restart = True
                 self.cycle_max_gap_s = max(self.cycle_max_gap_s, gap)
         self.delivering = True
-        self.ever_delivered = True
         self.run_since = ts
 
     def _begin_lost_stop_cycle(self, ts: float, t: Passing, started: _Channel) -> None:
