@@ -112,7 +112,17 @@ class Stray:
 
     @property
     def position(self) -> str:
-        return f"line {self.line}" if self.last == self.line else f"lines {self.line}-{self.last}"
+        return f"line {self.line}"
+
+
+_BLOCK_START = re.compile(rb"(^|[\r\n])\x0b")
+
+
+def _unframe(data: bytes) -> bytes:
+    """MLLP bytes out, line numbers kept: a start byte at a line's start goes, one mid-line
+    ends the segment before it; an end byte goes (its CR ends the line it was on)."""
+    data = data.replace(b"\x1c", b"")
+    return _BLOCK_START.sub(rb"\1", data).replace(b"\x0b", b"\r")
 
 
 def _is_segment(line: bytes, fs: bytes) -> bool:
@@ -145,7 +155,7 @@ def _stray(block: list[tuple[int, bytes]]) -> Stray:
         decoded = ""
     if not decoded or any(not (c.isprintable() or c == "\t") for c in decoded):
         return Stray(first, last, f"bytes that are not HL7 text: {quote(text)}", "error")
-    lines = f"{last - first + 1} lines of text" if last > first else "text"
+    lines = f"{last - first + 1} lines of text (lines {first}-{last})" if last > first else "text"
     return Stray(
         first,
         last,
@@ -157,16 +167,20 @@ def _stray(block: list[tuple[int, bytes]]) -> Stray:
 def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
     """Cut a byte stream into messages, and say what lies between them.
 
-    MLLP start/end bytes become segment ends, a BOM before any segment is dropped,
-    and CRLF, LF and CR all end a segment (ADT files are often saved with LF).
+    MLLP start/end bytes are dropped (an unclosed last block is a cut-off message),
+    so are BOMs; CRLF, LF and CR all end a segment (ADT files are often saved with LF).
     Batch envelopes (FHS/BHS/BTS/FTS) carry no events and are skipped. Nothing is
     absorbed into a neighbour: a text line between messages is a :class:`Stray`;
     segments with no MSH before them (a lost MSH line, or a second PID that
     starts another message) are a message of their own, rejected; a line that
     continues a segment, or text inside a message, makes that message malformed.
     """
+    cut_from: int | None = None  # first line of an MLLP block the input never closed
     if b"\x0b" in data or b"\x1c" in data:
-        data = data.replace(b"\x0b", b"\r").replace(b"\x1c", b"\r")
+        last_open = data.rfind(b"\x0b")
+        if last_open > data.rfind(b"\x1c"):
+            cut_from = len(_SEGMENT_END.findall(_unframe(data[: last_open + 1]))) + 1
+        data = _unframe(data)
     number = 0
     current: list[bytes] | None = None
     start = 0
@@ -192,6 +206,11 @@ def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
     def close() -> Iterator[RawMessage | Stray]:
         nonlocal current, problem, headless
         if current is not None:
+            if cut_from is not None and start >= cut_from and problem is None:
+                problem = (
+                    "the input ends inside this message's MLLP block (no end byte): the message "
+                    "was cut off in transfer; not read"
+                )
             if headless and problem is None:
                 kinds = ", ".join(dict.fromkeys(s[:3].decode("ascii", "replace") for s in current))
                 problem = (
@@ -657,6 +676,17 @@ class Hl7Reader:
             return self._pcd04(ctx)
         if mtype == "ADT":
             return self._adt(ctx, trigger)
+        if mtype == "ACK":
+            ack = msg.comp(msg.first("MSA"), 1, 1)
+            return [
+                Reject(
+                    self.label,
+                    position,
+                    f"an acknowledgement (ACK{' ' + quote(ack, 8) if ack else ''}) carries no "
+                    "event; skipped",
+                    "warning",
+                )
+            ]
         if mtype == "RGV":
             msg_0 = (
                 f"{quote(mtype + '^' + trigger, 40)} (PCD-03) is an infusion order sent to a "
@@ -862,12 +892,13 @@ class Hl7Reader:
                 out.append(self._warn(ctx, f"status of {where} names no delivery status: no event"))
                 continue
             if text not in _DELIVERY_STATUS:
+                raw = status_row.value if status_row is not None else text
                 known = ", ".join(_DELIVERY_STATUS)
                 out.append(
                     Reject(
                         self.label,
                         ctx.position,
-                        f"delivery status {quote(text, 80)} of {where} is not one pumpguard "
+                        f"delivery status {quote(raw, 80)} of {where} is not one pumpguard "
                         f"knows ({known}); no start or stop is assumed",
                     )
                 )
