@@ -269,6 +269,17 @@ def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
 # --------------------------------------------------------------------------- parsing
 
 
+def _check_encoding(encoding: str, fs: str) -> None:
+    """MSH-2 must declare 2 to 5 distinct separators, none a letter, digit or the field one."""
+    if (
+        not 2 <= len(encoding) <= 5
+        or any(c.isalnum() or c == fs or c.isspace() for c in encoding)
+        or len(set(encoding)) != len(encoding)
+    ):
+        msg = f"MSH-2 encoding characters {quote(encoding, 40)} are not valid"
+        raise ParseError(msg)
+
+
 class Hl7Message:
     """Fields of every segment, split once; components split only when read.
 
@@ -294,9 +305,7 @@ class Hl7Message:
         fs = msh[3]
         parts = msh.split(fs)
         encoding = parts[1]
-        if not 2 <= len(encoding) <= 5 or any(c.isalnum() or c == fs for c in encoding):
-            msg = f"MSH-2 encoding characters {quote(encoding, 40)} are not valid"
-            raise ParseError(msg)
+        _check_encoding(encoding, fs)
         segments = [["MSH", fs, *parts[1:]]]
         segments.extend(s.split(fs) for s in text_segments[1:])
         return cls(segments, encoding)
@@ -308,13 +317,14 @@ class Hl7Message:
 
         try:
             parsed = hl7.parse("\r".join(text_segments))
+            segments = [[str(f) for f in seg] for seg in parsed]
         except Exception as exc:  # python-hl7 raises several kinds; all mean "unreadable"
             msg = f"python-hl7 could not parse the message: {quote(str(exc))}"
             raise ParseError(msg) from exc
-        segments = [[str(f) for f in seg] for seg in parsed]
-        msh = segments[0]
+        msh = segments[0] if segments else []
         if len(msh) < 3:
             raise ParseError("truncated MSH segment: no encoding characters")
+        _check_encoding(msh[2], msh[1])
         return cls(segments, msh[2])
 
     def first(self, name: str) -> list[str] | None:
