@@ -486,3 +486,12 @@ class TestParsers:
         assert list(Hl7Source(samples / name, config=slow)) == list(
             Hl7Source(samples / name, config=fast)
         )
+
+
+class TestFuzzFindings:
+    """Inputs the fuzzer found crashing the reader are rejects of their message."""
+
+    def test_python_hl7_path_rejects_empty_encoding_characters(self) -> None:
+        config = AdapterConfig(hl7_parser="python-hl7")
+        (reject,) = read("MSH||x|y|z|w|v|ORU^R42|1|P|2.6\r", config)
+        assert "MSH-2 encoding characters '' are not valid" in reject.reason
