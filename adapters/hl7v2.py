@@ -133,9 +133,40 @@ def _is_json(line: bytes) -> bool:
     return line[:1] in (b"{", b"[")
 
 
-def _continues(line: bytes, fs: bytes) -> bool:
-    """A non-segment line with field separators: the rest of a segment a newline broke."""
-    return fs in line and not _is_json(line)
+def _continues(line: bytes, fs: bytes, message: list[bytes]) -> bool:
+    """A non-segment line that is the rest of a segment a newline broke.
+
+    It has field separators: two or more, or one right after the MSH (a wrapped
+    MSH-10, as a B. Braun capture shows). One ``|`` in a line of prose after a
+    message's last segment is a note, and must not cost that message.
+    """
+    if _is_json(line) or fs not in line:
+        return False
+    return line.count(fs) >= 2 or len(message) == 1
+
+
+_MSH_INSIDE = re.compile(rb"MSH[^A-Za-z0-9\r\n]")
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their numbers; a line with junk before its MSH is two pieces.
+
+    ``garbage MSH|^~\\&|...`` starts a message at the MSH: the junk before it is a
+    stray of its own, so it can neither hide the message nor damage the one before.
+    """
+    for lineno, raw in enumerate(_SEGMENT_END.split(data), start=1):
+        line = raw[3:] if raw.startswith(_BOM) else raw
+        line = line.rstrip(b" \t")
+        if not line:
+            continue
+        found = _MSH_INSIDE.search(line, 1) if not _SEGMENT_ID.fullmatch(line[:3]) else None
+        if found is not None:
+            prefix = line[: found.start()].rstrip(b" \t")
+            if prefix:
+                yield lineno, prefix
+            yield lineno, line[found.start() :]
+            continue
+        yield lineno, line
 
 
 def _stray(block: list[tuple[int, bytes]]) -> Stray:
@@ -222,11 +253,7 @@ def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
         current, problem, headless = None, None, False
         yield from strays()
 
-    for lineno, raw in enumerate(_SEGMENT_END.split(data), start=1):
-        line = raw[3:] if raw.startswith(_BOM) else raw
-        line = line.rstrip(b" \t")
-        if not line:
-            continue
+    for lineno, line in _lines(data):
         head = line[:3]
         if head == b"MSH":
             yield from close()
@@ -251,7 +278,7 @@ def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
                 junk.clear()
             current.append(line)
             seen.add(head)
-        elif current is not None and not headless and not junk and _continues(line, fs):
+        elif current is not None and not headless and not junk and _continues(line, fs, current):
             if problem is None:
                 problem = (
                     f"line {lineno} continues the segment before it (a line break inside a "

@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="how long to fuzz (default 60)")
     parser.add_argument("--corpus", type=Path, help="corpus folder (default: a temporary one)")
     parser.add_argument("--artifacts", type=Path, default=Path("."), help="where crashes go")
+    parser.add_argument(
+        "--max-len", type=int, default=8192, help="longest input in bytes (default 8192)"
+    )
     args, rest = parser.parse_known_args()
     corpus = args.corpus or Path(tempfile.mkdtemp(prefix="pumpguard-fuzz-hl7-"))
     corpus.mkdir(parents=True, exist_ok=True)
@@ -99,7 +102,7 @@ def main() -> None:
         f"-max_total_time={args.seconds}",
         f"-artifact_prefix={args.artifacts}/",
         "-print_final_stats=1",
-        "-max_len=65536",
+        f"-max_len={args.max_len}",
         "-rss_limit_mb=4096",
         *rest,
     ]
