@@ -16,8 +16,17 @@ patient p1". This module closes that gap in three steps:
    and per-channel state that turns IPEC's STOP/START pairs into bolus, pause,
    rate change and bag change.
 
-Every message that does not become events becomes a :class:`Reject` with its
-message number and reason; the next message is read regardless.
+One record, one fate: every message, and every note or stray line between
+messages, ends as events, a warning or a reject naming the file, the message
+number and its line (``message 12 (line 40)``; the message's MSH-10 is its
+event_id), and :attr:`Hl7Source.tally` counts each once. Nothing is absorbed
+into a neighbour (segments with no MSH, a wrapped segment, text inside a
+message are rejected as what they are), and nothing enumerated is guessed: a
+delivery status, active source or alarm phase the reader does not know is a
+reject, an unknown stop reason or alarm code is said in a warning. Messages
+that make no event by design (an unchanged PCD-01 status, a cleared program,
+a source-switch STOP waiting for its START, a later phase of an alarm already
+reported, an ACK) say so in a warning.
 """
 
 from __future__ import annotations
@@ -115,18 +124,17 @@ class Stray:
         return f"line {self.line}"
 
 
-_BLOCK_START = re.compile(rb"(^|[\r\n])\x0b")
-
-
 def _unframe(data: bytes) -> bytes:
     """MLLP bytes out, line numbers kept: a start byte at a line's start goes, one mid-line
     ends the segment before it; an end byte goes (its CR ends the line it was on)."""
-    data = data.replace(b"\x1c", b"")
-    return _BLOCK_START.sub(rb"\1", data).replace(b"\x0b", b"\r")
+    data = data.replace(b"\x1c", b"").replace(b"\r\x0b", b"\r").replace(b"\n\x0b", b"\n")
+    if data.startswith(b"\x0b"):
+        data = data[1:]
+    return data.replace(b"\x0b", b"\r")
 
 
 def _is_segment(line: bytes, fs: bytes) -> bool:
-    return _SEGMENT_ID.fullmatch(line[:3]) is not None and (len(line) == 3 or line[3:4] == fs)
+    return (len(line) == 3 or line[3:4] == fs) and _SEGMENT_ID.fullmatch(line[:3]) is not None
 
 
 def _is_json(line: bytes) -> bool:
@@ -155,11 +163,14 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
     stray of its own, so it can neither hide the message nor damage the one before.
     """
     for lineno, raw in enumerate(_SEGMENT_END.split(data), start=1):
-        line = raw[3:] if raw.startswith(_BOM) else raw
-        line = line.rstrip(b" \t")
+        line = raw.rstrip(b" \t")
+        if line[:1] == b"\xef" and line.startswith(_BOM):
+            line = line[3:]
         if not line:
             continue
-        found = _MSH_INSIDE.search(line, 1) if not _SEGMENT_ID.fullmatch(line[:3]) else None
+        found = None
+        if line.find(b"MSH", 1) > 0 and not _SEGMENT_ID.fullmatch(line[:3]):
+            found = _MSH_INSIDE.search(line, 1)
         if found is not None:
             prefix = line[: found.start()].rstrip(b" \t")
             if prefix:
