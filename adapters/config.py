@@ -69,6 +69,16 @@ _DEFAULT_AE_TERMS: dict[str, list[str]] = {
 }
 
 
+def _check_components(value: list[int]) -> list[int]:
+    if not value:
+        msg = "pump_id_components needs at least one OBX-18 component (1 to 4)"
+        raise ValueError(msg)
+    if any(not 1 <= c <= 4 for c in value) or len(set(value)) != len(value):
+        msg = f"pump_id_components {value} must list distinct OBX-18 components 1 to 4"
+        raise ValueError(msg)
+    return value
+
+
 class AdapterConfig(BaseModel):
     """Everything a feed must state rather than let an adapter guess."""
 
@@ -95,6 +105,17 @@ class AdapterConfig(BaseModel):
     """PID-3 / FHIR identifier type to use (e.g. "MR"); absent means the first repetition."""
     hl7_parser: str = "fast"
     """"fast" (split-on-demand) or "python-hl7" (hl7.parse; ~10x slower, same events)."""
+    pump_id_components: list[int] = Field(default_factory=lambda: [1, 3])
+    """HL7 OBX-18 components that name a pump, in order: the first non-empty one is its id.
+
+    OBX-18 is ``entity id^namespace^universal id^type``. IHE makes the EUI-64 in
+    component 3 the identity, but B. Braun SpacePlus sends its serial in component 1
+    (``P2449^^0012210000000000^EUI-64``) and the same placeholder EUI-64 on every
+    pump; reading component 1 first keeps distinct pumps distinct. A feed whose
+    component 1 is not unique per pump sets ``[3]``.
+    """
+    pump_id_components_by_sender: dict[str, list[int]] = Field(default_factory=dict)
+    """Per sending application: MSH-3 (component 1), else MSH-4, → its own pump_id_components."""
 
     @field_validator("time_zone")
     @classmethod
@@ -114,6 +135,29 @@ class AdapterConfig(BaseModel):
             msg = f"hl7_parser must be 'fast' or 'python-hl7', not {value!r}"
             raise ValueError(msg)
         return value
+
+    @field_validator("pump_id_components")
+    @classmethod
+    def _components_valid(cls, value: list[int]) -> list[int]:
+        return _check_components(value)
+
+    @field_validator("pump_id_components_by_sender")
+    @classmethod
+    def _sender_components_valid(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        for sender, components in value.items():
+            try:
+                _check_components(components)
+            except ValueError as exc:
+                msg = f"pump_id_components_by_sender[{sender!r}]: {exc}"
+                raise ValueError(msg) from exc
+        return value
+
+    def pump_id_components_for(self, *senders: str) -> list[int]:
+        """OBX-18 components for the first sender the per-sender table names, else the default."""
+        for sender in senders:
+            if sender and sender in self.pump_id_components_by_sender:
+                return self.pump_id_components_by_sender[sender]
+        return self.pump_id_components
 
     @model_validator(mode="after")
     def _bindings_do_not_overlap(self) -> AdapterConfig:
@@ -168,6 +212,11 @@ class AdapterConfig(BaseModel):
         return None
 
 
+def _short(text: str, limit: int = 60) -> str:
+    # Ids come from the input: a damaged one must not flood a reject reason.
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class Binder:
     """Ties pump events to patients: configuration first, then association events.
 
@@ -203,8 +252,9 @@ class Binder:
         if named is not None:
             if configured is not None and configured != named:
                 msg = (
-                    f"pump {pump_id} reports patient {named} but the configuration binds it "
-                    f"to {configured} at {ts.isoformat()}; conflict not resolved by guessing"
+                    f"pump {_short(pump_id)} reports patient {_short(named)} but the "
+                    f"configuration binds it to {configured} at {ts.isoformat()}; conflict not "
+                    "resolved by guessing"
                 )
                 raise BindingError(msg)
             return named
@@ -217,7 +267,7 @@ class Binder:
         if associated is not None:
             return associated
         msg = (
-            f"pump {pump_id} is not bound to a patient at {ts.isoformat()}: {why_unnamed}, and "
-            "no configured binding or association event covers that time"
+            f"pump {_short(pump_id)} is not bound to a patient at {ts.isoformat()}: "
+            f"{why_unnamed}, and no configured binding or association event covers that time"
         )
         raise BindingError(msg)

@@ -16,22 +16,33 @@ patient p1". This module closes that gap in three steps:
    and per-channel state that turns IPEC's STOP/START pairs into bolus, pause,
    rate change and bag change.
 
-Every message that does not become events becomes a :class:`Reject` with its
-message number and reason; the next message is read regardless.
+One record, one fate: every message, and every note or stray line between
+messages, ends as events, a warning or a reject naming the file, the message
+number and its line (``message 12 (line 40)``; the message's MSH-10 is its
+event_id), and :attr:`Hl7Source.tally` counts each once. Nothing is absorbed
+into a neighbour (segments with no MSH, a wrapped segment, text inside a
+message are rejected as what they are), and nothing enumerated is guessed: a
+delivery status, active source or alarm phase the reader does not know is a
+reject, an unknown stop reason or alarm code is said in a warning. Messages
+that make no event by design (an unchanged PCD-01 status, a cleared program,
+a source-switch STOP waiting for its START, a later phase of an alarm already
+reported, an ACK) say so in a warning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pumpguard.adapters.base import EventSource, Record, Reject
+from pumpguard.adapters.base import EventSource, Record, Reject, Tally
 from pumpguard.adapters.common import make_event
 from pumpguard.adapters.config import AdapterConfig, Binder
 from pumpguard.adapters.mdc import Term, lookup
@@ -52,64 +63,259 @@ __all__ = [
 _SEGMENT_END = re.compile(rb"\r\n|\n|\r")
 _BOM = b"\xef\xbb\xbf"
 _ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
-_NM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
+# ASCII digits only: Python's \d also takes other scripts' digits, which HL7 never sends.
+_NM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$", re.ASCII)
 _DTM = re.compile(
-    r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?(?:([+-])(\d{2})(\d{2}))?$"
+    r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?(?:([+-])(\d{2})(\d{2}))?$",
+    re.ASCII,
 )
 
 
 # --------------------------------------------------------------------------- framing
 
+_SEGMENT_ID = re.compile(rb"[A-Z][A-Z0-9]{2}")
+_QUOTE_LIMIT = 200
+
+
+def quote(value: str | bytes, limit: int = _QUOTE_LIMIT) -> str:
+    """A value for a reject reason: repr-quoted, cut at ``limit`` characters, length said.
+
+    Reasons go to a terminal and a JSONL file; a 100 KB field must not ride along.
+    """
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
-    """One message's segments as bytes, with where it started in the input."""
+    """One message's segments as bytes, with where it started in the input.
+
+    ``problem`` is set when framing already knows the message is malformed (a
+    segment broken across lines, text inside it, no MSH line): such a message is
+    rejected whole rather than read in part, because a part may mean something else.
+    """
 
     number: int
     line: int
     segments: list[bytes]
+    problem: str | None = None
 
     @property
     def position(self) -> str:
+        # The message's number in the file and its first line; its MSH-10 is its event_id.
+        if not self.segments or not self.segments[0].startswith(b"MSH"):
+            return f"message {self.number} (no MSH, line {self.line})"
         return f"message {self.number} (line {self.line})"
 
 
-def split_messages(data: bytes) -> Iterator[RawMessage | tuple[int, str]]:
-    """Cut a byte stream into messages; stray lines come back as ``(line, reason)``.
+@dataclass(frozen=True, slots=True)
+class Stray:
+    """Lines outside any message: a note in a capture, a JSON line, binary junk."""
 
-    MLLP start/end bytes become segment ends, a BOM before any segment is dropped,
-    and CRLF, LF and CR all end a segment (ADT files are often saved with LF).
-    Batch envelopes (FHS/BHS/BTS/FTS) carry no events and are skipped.
+    line: int
+    last: int
+    reason: str
+    level: Literal["error", "warning"]
+
+    @property
+    def position(self) -> str:
+        return f"line {self.line}"
+
+
+def _unframe(data: bytes) -> bytes:
+    """MLLP bytes out, line numbers kept: a start byte at a line's start goes, one mid-line
+    ends the segment before it; an end byte goes (its CR ends the line it was on)."""
+    data = data.replace(b"\x1c", b"").replace(b"\r\x0b", b"\r").replace(b"\n\x0b", b"\n")
+    if data.startswith(b"\x0b"):
+        data = data[1:]
+    return data.replace(b"\x0b", b"\r")
+
+
+def _is_segment(line: bytes, fs: bytes) -> bool:
+    return (len(line) == 3 or line[3:4] == fs) and _SEGMENT_ID.fullmatch(line[:3]) is not None
+
+
+def _is_json(line: bytes) -> bool:
+    return line[:1] in (b"{", b"[")
+
+
+def _continues(line: bytes, fs: bytes, message: list[bytes]) -> bool:
+    """A non-segment line that is the rest of a segment a newline broke.
+
+    It has field separators: two or more, or one right after the MSH (a wrapped
+    MSH-10, as a B. Braun capture shows). One ``|`` in a line of prose after a
+    message's last segment is a note, and must not cost that message.
     """
+    if _is_json(line) or fs not in line:
+        return False
+    return line.count(fs) >= 2 or len(message) == 1
+
+
+_MSH_INSIDE = re.compile(rb"MSH[^A-Za-z0-9\r\n]")
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their numbers; a line with junk before its MSH is two pieces.
+
+    ``garbage MSH|^~\\&|...`` starts a message at the MSH: the junk before it is a
+    stray of its own, so it can neither hide the message nor damage the one before.
+    """
+    for lineno, raw in enumerate(_SEGMENT_END.split(data), start=1):
+        line = raw.rstrip(b" \t")
+        if line[:1] == b"\xef" and line.startswith(_BOM):
+            line = line[3:]
+        if not line:
+            continue
+        found = None
+        if line.find(b"MSH", 1) > 0 and not _SEGMENT_ID.fullmatch(line[:3]):
+            found = _MSH_INSIDE.search(line, 1)
+        if found is not None:
+            prefix = line[: found.start()].rstrip(b" \t")
+            if prefix:
+                yield lineno, prefix
+            yield lineno, line[found.start() :]
+            continue
+        yield lineno, line
+
+
+def _stray(block: list[tuple[int, bytes]]) -> Stray:
+    first, last = block[0][0], block[-1][0]
+    text = block[0][1]
+    if _is_json(text):
+        return Stray(
+            first,
+            last,
+            f"a JSON line, not an HL7 segment: {quote(text)}; canonical events belong in a "
+            ".jsonl file, HL7 messages start with MSH",
+            "error",
+        )
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        decoded = ""
+    if not decoded or any(not (c.isprintable() or c == "\t") for c in decoded):
+        return Stray(first, last, f"bytes that are not HL7 text: {quote(text)}", "error")
+    lines = f"{last - first + 1} lines of text (lines {first}-{last})" if last > first else "text"
+    return Stray(
+        first,
+        last,
+        f"{lines} outside any HL7 message (a note in a capture?), skipped: {quote(text)}",
+        "warning",
+    )
+
+
+def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
+    """Cut a byte stream into messages, and say what lies between them.
+
+    MLLP start/end bytes are dropped (an unclosed last block is a cut-off message),
+    so are BOMs; CRLF, LF and CR all end a segment (ADT files are often saved with LF).
+    Batch envelopes (FHS/BHS/BTS/FTS) carry no events and are skipped. Nothing is
+    absorbed into a neighbour: a text line between messages is a :class:`Stray`;
+    segments with no MSH before them (a lost MSH line, or a second PID that
+    starts another message) are a message of their own, rejected; a line that
+    continues a segment, or text inside a message, makes that message malformed.
+    """
+    cut_from: int | None = None  # first line of an MLLP block the input never closed
     if b"\x0b" in data or b"\x1c" in data:
-        data = data.replace(b"\x0b", b"\r").replace(b"\x1c", b"\r")
+        last_open = data.rfind(b"\x0b")
+        if last_open > data.rfind(b"\x1c"):
+            cut_from = len(_SEGMENT_END.findall(_unframe(data[: last_open + 1]))) + 1
+        data = _unframe(data)
     number = 0
     current: list[bytes] | None = None
     start = 0
-    for lineno, line in enumerate(_SEGMENT_END.split(data), start=1):
-        if line.startswith(_BOM):
-            line = line[3:]
-        line = line.rstrip(b" \t")
-        if not line:
-            continue
+    problem: str | None = None
+    headless = False
+    fs = b"|"
+    seen: set[bytes] = set()
+    junk: list[tuple[int, bytes]] = []  # text lines not yet known to be inside or between
+
+    def strays() -> Iterator[Stray]:
+        # Consecutive text lines are one note; every JSON line is a record of its own.
+        block: list[tuple[int, bytes]] = []
+        for item in junk:
+            apart = item[0] != block[-1][0] + 1 if block else False
+            if block and (apart or _is_json(item[1]) or _is_json(block[0][1])):
+                yield _stray(block)
+                block = []
+            block.append(item)
+        if block:
+            yield _stray(block)
+        junk.clear()
+
+    def close() -> Iterator[RawMessage | Stray]:
+        nonlocal current, problem, headless
+        if current is not None:
+            if cut_from is not None and start >= cut_from and problem is None:
+                problem = (
+                    "the input ends inside this message's MLLP block (no end byte): the message "
+                    "was cut off in transfer; not read"
+                )
+            if headless and problem is None:
+                kinds = ", ".join(dict.fromkeys(s[:3].decode("ascii", "replace") for s in current))
+                problem = (
+                    f"{len(current)} segment(s) ({kinds}) with no MSH segment before them: the "
+                    "message's MSH line is missing (or a second PID started another message); "
+                    "not read"
+                )
+            yield RawMessage(number, start, current, problem)
+        current, problem, headless = None, None, False
+        yield from strays()
+
+    for lineno, line in _lines(data):
         head = line[:3]
         if head == b"MSH":
-            if current is not None:
-                yield RawMessage(number, start, current)
+            yield from close()
             number += 1
-            current = [line]
-            start = lineno
-        elif head in _ENVELOPE:
-            continue
-        elif current is None:
-            yield (lineno, f"segment {line[:3]!r} before any MSH segment; not a message")
-        else:
+            current, start, seen = [line], lineno, {b"MSH"}
+            fs = line[3:4] or b"|"
+        elif head in _ENVELOPE and _is_segment(line, fs):
+            yield from close()
+        elif _is_segment(line, fs):
+            if current is not None and not headless and head in (b"PID", b"EVN") and head in seen:
+                yield from close()  # a second patient: the next message lost its MSH
+            if current is None:
+                yield from strays()
+                number += 1
+                current, start, headless, seen = [], lineno, True, set()
+            elif junk:
+                if problem is None:
+                    problem = (
+                        f"line {junk[0][0]} inside the message is not an HL7 segment: "
+                        f"{quote(junk[0][1])}; the message is malformed, not read"
+                    )
+                junk.clear()
             current.append(line)
-    if current is not None:
-        yield RawMessage(number, start, current)
+            seen.add(head)
+        elif current is not None and not headless and not junk and _continues(line, fs, current):
+            if problem is None:
+                problem = (
+                    f"line {lineno} continues the segment before it (a line break inside a "
+                    f"field, e.g. a wrapped MSH-10): {quote(line)}; the message is malformed, "
+                    "not read"
+                )
+            current.append(line)
+        else:
+            if headless:
+                yield from close()
+            junk.append((lineno, line))
+    yield from close()
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+def _check_encoding(encoding: str, fs: str) -> None:
+    """MSH-2 must declare 2 to 5 distinct separators, none a letter, digit or the field one."""
+    if (
+        not 2 <= len(encoding) <= 5
+        or any(c.isalnum() or c == fs or c.isspace() for c in encoding)
+        or len(set(encoding)) != len(encoding)
+    ):
+        msg = f"MSH-2 encoding characters {quote(encoding, 40)} are not valid"
+        raise ParseError(msg)
 
 
 class Hl7Message:
@@ -137,9 +343,7 @@ class Hl7Message:
         fs = msh[3]
         parts = msh.split(fs)
         encoding = parts[1]
-        if not 2 <= len(encoding) <= 5 or any(c.isalnum() or c == fs for c in encoding):
-            msg = f"MSH-2 encoding characters {encoding!r} are not valid"
-            raise ParseError(msg)
+        _check_encoding(encoding, fs)
         segments = [["MSH", fs, *parts[1:]]]
         segments.extend(s.split(fs) for s in text_segments[1:])
         return cls(segments, encoding)
@@ -151,13 +355,14 @@ class Hl7Message:
 
         try:
             parsed = hl7.parse("\r".join(text_segments))
+            segments = [[str(f) for f in seg] for seg in parsed]
         except Exception as exc:  # python-hl7 raises several kinds; all mean "unreadable"
-            msg = f"python-hl7 could not parse the message: {exc}"
+            msg = f"python-hl7 could not parse the message: {quote(str(exc))}"
             raise ParseError(msg) from exc
-        segments = [[str(f) for f in seg] for seg in parsed]
-        msh = segments[0]
+        msh = segments[0] if segments else []
         if len(msh) < 3:
             raise ParseError("truncated MSH segment: no encoding characters")
+        _check_encoding(msh[2], msh[1])
         return cls(segments, msh[2])
 
     def first(self, name: str) -> list[str] | None:
@@ -217,18 +422,30 @@ class Hl7Message:
 
 
 def channel_letter(vmd: int) -> str:
-    """VMD 1 is channel "A", 2 is "B"...: one VMD per delivery channel (TF-2 B.8)."""
+    """VMD 1 is channel "A", 2 is "B"...: one VMD per delivery channel (TF-2 B.8).
+
+    Raises InputError past Z: an OBX-4 of ``1.2000000.0.0`` is a damaged row, not a pump
+    with two million channels.
+    """
+    if not 1 <= vmd <= _MAX_CHANNELS:
+        shown = str(vmd) if vmd < 10**9 else "of 10 or more digits"
+        msg = f"OBX-4 names VMD {shown}; pumpguard reads channels 1 to {_MAX_CHANNELS} (A-Z)"
+        raise InputError(msg)
     return chr(ord("A") + vmd - 1)
 
 
 def parse_dtm(value: str, zone: ZoneInfo | None, what: str = "timestamp") -> datetime:
-    """An HL7 DTM as an aware datetime, offset kept; no offset needs a configured zone."""
+    """An HL7 DTM as an aware datetime, offset kept; no offset needs a configured zone.
+
+    The time in UTC must fall in years 1 to 9999: what lies outside cannot be
+    ordered or compared downstream, so it is rejected here, at the edge.
+    """
     m = _DTM.match(value.strip())
     if m is None:
-        if re.match(r"^\d{4,11}([+-]\d{4})?$", value.strip()):
-            msg = f"{what} {value!r} is less precise than minutes; event times need HHMM"
+        if re.match(r"^\d{4,11}([+-]\d{4})?$", value.strip(), re.ASCII):
+            msg = f"{what} {quote(value, 80)} is less precise than minutes; event times need HHMM"
         else:
-            msg = f"{what} {value!r} is not an HL7 DTM (YYYYMMDDHHMM[SS[.S]][+/-ZZZZ])"
+            msg = f"{what} {quote(value, 80)} is not an HL7 DTM (YYYYMMDDHHMM[SS[.S]][+/-ZZZZ])"
         raise ParseError(msg)
     year, month, day, hour, minute, sec, frac, sign, oh, om = m.groups()
     try:
@@ -246,22 +463,41 @@ def parse_dtm(value: str, zone: ZoneInfo | None, what: str = "timestamp") -> dat
         raise ParseError(msg) from exc
     if sign:
         offset = timedelta(hours=int(oh), minutes=int(om))
-        return naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+        if int(oh) > 23 or int(om) > 59:
+            msg = f"{what} {value!r} has UTC offset {sign}{oh}{om}, which is not a real offset"
+            raise ParseError(msg)
+        aware = naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+        return _in_range(aware, value, what)
     if zone is None:
         msg = (
             f"{what} {value!r} has no UTC offset and the feed configuration names no "
             "time_zone; never guessed"
         )
         raise ParseError(msg)
-    first = naive.replace(tzinfo=zone, fold=0)
-    second = naive.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() != second.utcoffset():
-        msg = f"{what} {value!r} is ambiguous in {zone.key} (clocks went back); never guessed"
-        raise ParseError(msg)
-    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
-        msg = f"{what} {value!r} does not exist in {zone.key} (clocks went forward)"
-        raise ParseError(msg)
-    return naive.replace(tzinfo=timezone(first.utcoffset() or timedelta(0)))
+    try:
+        first = naive.replace(tzinfo=zone, fold=0)
+        second = naive.replace(tzinfo=zone, fold=1)
+        if first.utcoffset() != second.utcoffset():
+            msg = f"{what} {value!r} is ambiguous in {zone.key} (clocks went back); never guessed"
+            raise ParseError(msg)
+        if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
+            msg = f"{what} {value!r} does not exist in {zone.key} (clocks went forward)"
+            raise ParseError(msg)
+    except OverflowError as exc:
+        msg = f"{what} {value!r} in {zone.key} falls outside years 1 to 9999 in UTC"
+        raise ParseError(msg) from exc
+    return _in_range(naive.replace(tzinfo=timezone(first.utcoffset() or timedelta(0))), value, what)
+
+
+def _in_range(ts: datetime, value: str, what: str) -> datetime:
+    try:
+        ts.astimezone(UTC)
+    except OverflowError as exc:
+        msg = (
+            f"{what} {value!r} falls outside years 1 to 9999 in UTC; not a time pumpguard can order"
+        )
+        raise ParseError(msg) from exc
+    return ts
 
 
 # --------------------------------------------------------------------------- OBX rows
@@ -280,7 +516,7 @@ class Obx:
     unit: str | None
     unit_raw: str
     ts: str
-    device: str
+    seg: list[str]
     setid: str
 
 
@@ -293,9 +529,6 @@ def _read_obx(msg: Hl7Message, seg: list[str]) -> Obx:
         unit = normalise_unit(
             msg.comp(seg, 6, 4), msg.comp(seg, 6, 2), msg.comp(seg, 6, 1), msg.comp(seg, 6, 5)
         )
-    device = ""
-    if len(seg) > 18 and seg[18]:
-        device = msg.comp(seg, 18, 3) or msg.comp(seg, 18, 1)
     return Obx(
         term=lookup(code, refid),
         refid=refid,
@@ -306,13 +539,22 @@ def _read_obx(msg: Hl7Message, seg: list[str]) -> Obx:
         unit=unit,
         unit_raw=unit_raw,
         ts=seg[14] if len(seg) > 14 else "",
-        device=device,
+        seg=seg,
         setid=seg[1] if len(seg) > 1 else "",
     )
 
 
 def _obx_name(o: Obx) -> str:
-    return o.refid or o.code or "?"
+    return _short(o.refid or o.code or "?")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """An identifier for a reason, cut so a damaged field cannot flood it."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _row_name(o: Obx) -> str:
+    return f"OBX {_short(o.setid, 12)} ({_obx_name(o)})"
 
 
 @dataclass(slots=True)
@@ -347,7 +589,7 @@ class _Channel:
     rate: float | None = None
     bag: str | None = None
     bolus_active: bool = False
-    pending_stop: list[Record] | None = None
+    pending_stop: tuple[str, list[Record]] | None = None  # (position of the STOP, its records)
     delivering01: bool | None = None
 
 
@@ -358,14 +600,18 @@ class Hl7Reader:
     the pair decides whether the stop was a pause, a bolus or a rate change.
     """
 
-    def __init__(self, config: AdapterConfig | None = None, label: str = "hl7") -> None:
+    def __init__(
+        self, config: AdapterConfig | None = None, label: str = "hl7", tally: Tally | None = None
+    ) -> None:
         self.config = config or AdapterConfig()
         self.label = label
+        self.tally = tally if tally is not None else Tally()
         self.zone = self.config.zone
         self.binder = Binder(self.config)
         self._channels: dict[tuple[str, str], _Channel] = {}
         self._alarms: dict[str, set[str]] = {}
         self._adt_last: dict[str, tuple[str, str | None]] = {}
+        self._released: list[tuple[str, Record]] = []
         self._parse: Callable[[list[str]], Hl7Message] = (
             Hl7Message.parse_with_python_hl7
             if self.config.hl7_parser == "python-hl7"
@@ -376,30 +622,79 @@ class Hl7Reader:
 
     def read(self, data: bytes) -> Iterator[Record]:
         """Every record from a byte stream, then what was held back (pending stops)."""
+        for _, record in self.read_located(data):
+            yield record
+
+    def read_located(self, data: bytes) -> Iterator[tuple[str, Record]]:
+        """Every record with the position of the message it belongs to.
+
+        Each message (and each stray line or note between messages) is counted
+        once in :attr:`tally`; a stop held back by one message and released by
+        a later one keeps the position of the message that sent it.
+        """
+        empty = True
         for item in split_messages(data):
-            if isinstance(item, tuple):
-                yield Reject(self.label, f"line {item[0]}", item[1])
+            empty = False
+            if isinstance(item, Stray):
+                self.tally.note("reject" if item.level == "error" else "warning")
+                yield item.position, Reject(self.label, item.position, item.reason, item.level)
                 continue
-            yield from self.read_message(item.segments, item.position)
-        yield from self.finish()
+            position = item.position
+            if item.problem is not None:
+                records: list[Record] = [Reject(self.label, position, item.problem)]
+            else:
+                records = self.read_message(item.segments, position)
+            for where, held in self._released:
+                yield where, _bounded(held)
+            self._released.clear()
+            self.tally.note(_fate(records))
+            for record in records:
+                yield position, _bounded(record)
+        if empty:
+            self.tally.note("warning")
+            reason = "no HL7 message: the input is empty (or holds only blank lines)"
+            yield "line 1", Reject(self.label, "line 1", reason, "warning")
+        yield from self.finish_located()
 
     def read_message(self, segments: list[bytes], position: str) -> list[Record]:
-        """Records from one message; any failure is a reject for this message only."""
+        """Records from one message; any failure is a reject for this message only.
+
+        Stops an earlier message held back and this one releases are not in the
+        list: they wait in ``_released`` with their own position.
+        """
         try:
             msg = self._parse(self._decode(segments))
-            return self._dispatch(msg, position)
+            records = self._dispatch(msg, position)
         except InputError as exc:
             return [Reject(self.label, position, exc.message)]
+        if not records:
+            # Every branch should say why it made no event; this keeps the promise if one does not.
+            records = [Reject(self.label, position, "message read; it gives no event", "warning")]
+        return records
 
     def finish(self) -> list[Record]:
         """Stops still waiting for their START (source switch that never resumed)."""
-        out: list[Record] = []
+        return [record for _, record in self.finish_located()]
+
+    def finish_located(self) -> list[tuple[str, Record]]:
+        """:meth:`finish`, each stop with the position of the message that sent it."""
+        out: list[tuple[str, Record]] = list(self._released)
+        self._released.clear()
         for state in self._channels.values():
             if state.pending_stop is not None:
-                out.extend(state.pending_stop)
+                position, records = state.pending_stop
+                out.extend((position, r) for r in records)
                 state.pending_stop = None
                 state.status = "stopped"
         return out
+
+    def _release(self, state: _Channel) -> None:
+        """A held-back stop turned out to be a real stop: send it, under its own message."""
+        if state.pending_stop is not None:
+            position, records = state.pending_stop
+            self._released.extend((position, r) for r in records)
+            state.pending_stop = None
+            state.status = "stopped"
 
     # ------------------------------------------------------------------ helpers
 
@@ -429,13 +724,24 @@ class Hl7Reader:
             return self._pcd04(ctx)
         if mtype == "ADT":
             return self._adt(ctx, trigger)
+        if mtype == "ACK":
+            ack = msg.comp(msg.first("MSA"), 1, 1)
+            return [
+                Reject(
+                    self.label,
+                    position,
+                    f"an acknowledgement (ACK{' ' + quote(ack, 8) if ack else ''}) carries no "
+                    "event; skipped",
+                    "warning",
+                )
+            ]
         if mtype == "RGV":
             msg_0 = (
-                f"{mtype}^{trigger} (PCD-03) is an infusion order sent to a pump, not a delivery "
-                "event; the pump's PCD-10 messages report what it did"
+                f"{quote(mtype + '^' + trigger, 40)} (PCD-03) is an infusion order sent to a "
+                "pump, not a delivery event; the pump's PCD-10 messages report what it did"
             )
             raise InputError(msg_0)
-        msg_0 = f"message type {mtype}^{trigger} is not one pumpguard reads"
+        msg_0 = f"message type {quote(mtype + '^' + trigger, 40)} is not one pumpguard reads"
         raise InputError(msg_0)
 
     def _channel(self, pump: str, channel: str) -> _Channel:
@@ -446,6 +752,9 @@ class Hl7Reader:
         return state
 
     # ------------------------------------------------------------------ PCD-10
+
+    def _warn(self, ctx: _Context, reason: str) -> Reject:
+        return Reject(self.label, ctx.position, reason, "warning")
 
     def _pcd10(self, ctx: _Context) -> list[Record]:
         evt = next((o for o in ctx.obxs if o.term is Term.EVT_COND), None)
@@ -463,8 +772,9 @@ class Hl7Reader:
             vmds = ctx.vmds()
             if len(vmds) != 1:
                 msg = (
-                    f"event at device level ({where or 'no OBX-4'}) with {len(vmds)} channels "
-                    "(VMDs) and no MDC_ATTR_EVT_SOURCE: the channel cannot be told"
+                    f"event at device level ({quote(where) if where else 'no OBX-4'}) with "
+                    f"{len(vmds)} channels (VMDs) and no MDC_ATTR_EVT_SOURCE: the channel "
+                    "cannot be told"
                 )
                 raise InputError(msg)
             vmd = vmds[0]
@@ -474,7 +784,8 @@ class Hl7Reader:
 
         if kind is Term.PATIENT_CHANGE:
             self.binder.associate(pump, named, ts)
-            return []
+            who = f"patient {_short(named)}" if named else f"no patient ({why})"
+            return [self._warn(ctx, f"pump {pump} associated with {who} from {ts.isoformat()}")]
         if kind not in (
             Term.DELIV_START,
             Term.DELIV_STOP,
@@ -482,20 +793,11 @@ class Hl7Reader:
             Term.PROG_CLEARED,
             Term.VOL_COUNTERS_CLEARED,
         ):
-            return [
-                Reject(
-                    self.label,
-                    ctx.position,
-                    f"PCD-10 event {ev_refid or ev_code or '?'} is not mapped; ignored",
-                    level="warning",
-                )
-            ]
+            name = quote(ev_refid or ev_code or "?", 80)
+            return [self._warn(ctx, f"PCD-10 event {name} is not mapped; ignored")]
 
-        out: list[Record] = []
-        if state.pending_stop is not None and kind is not Term.DELIV_START:
-            out.extend(state.pending_stop)
-            state.pending_stop = None
-            state.status = "stopped"
+        if kind is not Term.DELIV_START:
+            self._release(state)
         prog = ctx.program(f"1.{vmd}.", chan_prefix)
         base: dict[str, Any] = {
             "ts": ts,
@@ -507,32 +809,56 @@ class Hl7Reader:
 
         if kind in (Term.PROG_CLEARED, Term.VOL_COUNTERS_CLEARED):
             state.status = "ended"
-            return out
+            what = "program" if kind is Term.PROG_CLEARED else "volume counters"
+            return [
+                self._warn(
+                    ctx,
+                    f"{what} cleared on pump {pump} channel {channel}: no event of its own "
+                    "(the next start begins a new program)",
+                )
+            ]
         if kind is Term.DELIV_COMP:
-            out += emit(
+            state.status = "ended"
+            state.bolus_active = False
+            return emit(
                 "pump.infusion_completed",
                 prog,
                 bag_id=prog.bag_id or state.bag,
                 volume_infused_ml=prog.volume_infused_ml,
             )
-            state.status = "ended"
-            state.bolus_active = False
-            return out
         if kind is Term.DELIV_STOP:
-            reason_text = prog.not_delivering_reason.lower()
-            if "switching" in reason_text and state.status == "running":
+            reason, notes = _stop_reason(prog)
+            if prog.not_delivering_reason == _SWITCHING and state.status == "running":
                 # A source switch: bolus, piggyback or new rate follows; decided at the START.
-                state.pending_stop = emit("pump.infusion_stopped", prog, reason="other")
-                return out
-            out += emit("pump.infusion_stopped", prog, reason=_stop_reason(reason_text, prog))
+                state.pending_stop = (
+                    ctx.position,
+                    emit("pump.infusion_stopped", prog, reason="other"),
+                )
+                return [
+                    self._warn(
+                        ctx,
+                        f"delivery stop on pump {pump} channel {channel} to switch source: held "
+                        "until the channel's next START tells a bolus or rate change from a stop",
+                    )
+                ]
             state.status = "stopped"
             state.bolus_active = False
-            return out
-        return out + self._start(state, prog, emit)
+            return [self._warn(ctx, n) for n in notes] + emit(
+                "pump.infusion_stopped", prog, reason=reason
+            )
+        return self._start(ctx, state, prog, emit)
 
-    def _start(self, state: _Channel, prog: Program, emit: _Emitter) -> list[Record]:
-        source = prog.active_source.lower()
-        if any(k in source for k in ("clinician", "loading", "pca", "bolus")):
+    def _start(self, ctx: _Context, state: _Channel, prog: Program, emit: _Emitter) -> list[Record]:
+        source = prog.active_source
+        kind = _ACTIVE_SOURCES.get(source) if source else "primary"
+        if kind is None:
+            msg = (
+                f"active source {quote(source, 80)} is not one pumpguard knows "
+                f"({', '.join(_ACTIVE_SOURCES)}): a bolus cannot be told from a start; "
+                "never guessed"
+            )
+            raise InputError(msg)
+        if kind == "bolus":
             state.pending_stop = None
             state.bolus_active = True
             if prog.vtbi_ml is None:
@@ -557,7 +883,14 @@ class Hl7Reader:
                 )
                 state.rate = prog.rate_ml_h
             else:
-                out = []
+                what = "the bolus" if was_bolus else "the source switch"
+                out = [
+                    self._warn(
+                        ctx,
+                        f"START after {what} on pump {emit.pump} channel {emit.base['channel']} "
+                        "continues the program as it was: no event",
+                    )
+                ]
         elif state.status == "stopped" and not new_drug and not new_bag:
             out = emit("pump.infusion_resumed", prog, rate_ml_h=prog.rate_ml_h)
             if prog.rate_ml_h is not None:
@@ -598,16 +931,31 @@ class Hl7Reader:
             raise InputError("PCD-01 message has no pump channel (VMD) rows")
         out: list[Record] = []
         for vmd in vmds:
+            channel = channel_letter(vmd)
+            where = f"pump {pump} channel {channel}"
             prog = ctx.program(f"1.{vmd}.", None)
             status_row = ctx.status_row(f"1.{vmd}.")
-            text = prog.delivery_status.lower()
-            if not text or "transitioning" in text:
+            text = prog.delivery_status
+            if not text:
+                out.append(self._warn(ctx, f"status of {where} names no delivery status: no event"))
                 continue
-            delivering = ("delivering" in text and "not-delivering" not in text) or (
-                "infusing" in text
-            )
+            if text not in _DELIVERY_STATUS:
+                raw = status_row.value if status_row is not None else text
+                known = ", ".join(_DELIVERY_STATUS)
+                out.append(
+                    Reject(
+                        self.label,
+                        ctx.position,
+                        f"delivery status {quote(raw, 80)} of {where} is not one pumpguard "
+                        f"knows ({known}); no start or stop is assumed",
+                    )
+                )
+                continue
+            delivering = _DELIVERY_STATUS[text]
+            if delivering is None:
+                out.append(self._warn(ctx, f"{where} is transitioning: no event until it settles"))
+                continue
             ts = ctx.time(status_row)
-            channel = channel_letter(vmd)
             state = self._channel(pump, channel)
             base = {"ts": ts, "pump_id": pump, "channel": channel, **ctx.source_field()}
             emit = _Emitter(ctx, base, pump, ts, named, why, index=len(out))
@@ -616,16 +964,23 @@ class Hl7Reader:
             if prev is None:
                 if delivering:
                     out.append(
-                        Reject(
-                            self.label,
-                            ctx.position,
-                            f"first status of pump {pump} channel {channel} says delivering; "
-                            "its start time is unknown, so no start event is made",
-                            level="warning",
+                        self._warn(
+                            ctx,
+                            f"first status of {where} says delivering; its start time is "
+                            "unknown, so no start event is made",
                         )
                     )
                     state.status = "running"
                     state.drug, state.rate, state.bag = prog.drug, prog.rate_ml_h, prog.bag_id
+                else:
+                    why_not = prog.not_delivering_reason or "no reason given"
+                    out.append(
+                        self._warn(
+                            ctx,
+                            f"first status of {where} says not delivering ({quote(why_not, 80)}); "
+                            "nothing was running to stop, so no event is made",
+                        )
+                    )
                 continue
             if delivering and not prev:
                 new = (prog.drug is not None and prog.drug != state.drug) or (
@@ -647,7 +1002,8 @@ class Hl7Reader:
                     )
                     state.status = "ended"
                 else:
-                    reason = _stop_reason(prog.not_delivering_reason.lower(), prog)
+                    reason, notes = _stop_reason(prog)
+                    out += [self._warn(ctx, n) for n in notes]
                     out += emit("pump.infusion_stopped", prog, reason=reason)
                     state.status = "stopped"
             elif delivering and prog.rate_ml_h is not None and prog.rate_ml_h != state.rate:
@@ -658,6 +1014,9 @@ class Hl7Reader:
                     dose_mcg_day=prog.dose_mcg_day,
                 )
                 state.rate = prog.rate_ml_h
+            else:
+                now = "delivering" if delivering else "not delivering"
+                out.append(self._warn(ctx, f"status of {where} unchanged ({now}): no event"))
         return out
 
     # ------------------------------------------------------------------ PCD-04
@@ -685,13 +1044,24 @@ class Hl7Reader:
         if ident is None:
             raise InputError("PCD-04 message has no alarm identification OBX row")
         term = ident.term
+        named_term = _obx_name(ident)
         if term is Term.EVT_ALARM and ident.value:
-            term = lookup(msg.comp([ident.value], 0, 1), msg.comp([ident.value], 0, 2))
+            code, refid = msg.comp([ident.value], 0, 1), msg.comp([ident.value], 0, 2)
+            term = lookup(code, refid)
+            named_term = refid or code
         phase_row = next((o for o in ctx.obxs if o.term is Term.EVENT_PHASE), None)
         if phase_row is None:
             raise InputError("PCD-04 message has no MDC_ATTR_EVENT_PHASE row (start/update/end)")
         phase = (msg.comp([phase_row.value], 0, 1) or msg.comp([phase_row.value], 0, 2)).lower()
-        key = msg.comp(obr, 29, 1) or msg.comp(obr, 3, 1)
+        if phase not in _PHASES:
+            msg_0 = (
+                f"PCD-04 event phase {quote(phase, 80)} is not one pumpguard knows "
+                f"({', '.join(sorted(_PHASES))})"
+            )
+            raise InputError(msg_0)
+        # The alarm instance: OBR-29's placer part, else its filler part (B. Braun sends
+        # "^id&..."), else this message's own OBR-3 (the first message of an alarm).
+        key = msg.comp(obr, 29, 1) or msg.comp(obr, 29, 2) or msg.comp(obr, 3, 1)
         if not key:
             raise InputError("PCD-04 alarm has neither OBR-29 parent nor OBR-3 id to follow it by")
         pump = ctx.pump_id()
@@ -702,17 +1072,33 @@ class Hl7Reader:
         named, why = ctx.named_patient()
         base = {"ts": ts, "pump_id": pump, "channel": channel, **ctx.source_field()}
         emit = _Emitter(ctx, base, pump, ts, named, why)
+        out: list[Record] = []
+        if term is None or (term not in _ALARM_KIND and term is not Term.EVT_ALARM):
+            out.append(
+                self._warn(
+                    ctx,
+                    f"alarm {quote(named_term, 80)} has no canonical kind: sent as 'other'",
+                )
+            )
         alarm = _ALARM_KIND.get(term, "other") if term is not None else "other"
+        instance = f"alarm {quote(key, 80)} of pump {pump}"
         if phase == "end":
             seen.discard(key)
-            return emit("pump.alarm", None, alarm=alarm, cleared=True)
-        if phase not in ("start", "update", "continue", "escalate", "de-escalate", "reset"):
-            msg_0 = f"PCD-04 event phase {phase!r} is not start, update or end"
-            raise InputError(msg_0)
+            return out + emit("pump.alarm", None, alarm=alarm, cleared=True)
         if key in seen:
-            return []  # a later phase of an alarm already reported (de-duplicated on OBR-29)
+            state = _facet(ctx, Term.ALARM_STATE)
+            inactivation = _facet(ctx, Term.INACTIVATION_STATE)
+            detail = ", ".join(p for p in (state, inactivation) if p)
+            return [
+                self._warn(
+                    ctx,
+                    f"{phase} of {instance}, already reported"
+                    + (f" ({quote(detail, 80)})" if detail else "")
+                    + ": the same alarm episode, no new event",
+                )
+            ]
         seen.add(key)
-        return emit("pump.alarm", None, alarm=alarm)
+        return out + emit("pump.alarm", None, alarm=alarm)
 
     # ------------------------------------------------------------------ ADT
 
@@ -726,7 +1112,8 @@ class Hl7Reader:
                 Reject(
                     self.label,
                     ctx.position,
-                    f"EVN-1 says {evn_type} but MSH-9 says {trigger}; MSH-9 trusted",
+                    f"EVN-1 says {quote(evn_type, 40)} but MSH-9 says {quote(trigger, 40)}; "
+                    "MSH-9 trusted",
                     level="warning",
                 )
             )
@@ -740,7 +1127,7 @@ class Hl7Reader:
         elif trigger in ("A02", "A08", "A11", "A12"):
             ts_fields = []
         else:
-            msg_0 = f"ADT^{trigger} is not an encounter event pumpguard reads"
+            msg_0 = f"ADT^{quote(trigger, 40)} is not an encounter event pumpguard reads"
             raise InputError(msg_0)
         ts_fields += [("EVN-6", evn, 6), ("EVN-2", evn, 2), ("MSH-7", msg.segments[0], 7)]
         ts = None
@@ -759,8 +1146,8 @@ class Hl7Reader:
             mapped = self.config.pv1_patient_class.get(klass)
             if mapped is None:
                 msg_0 = (
-                    f"PV1-2 patient class {klass or '(empty)'!r} maps to no setting; "
-                    "add it to pv1_patient_class in the adapter config (never guessed)"
+                    f"PV1-2 patient class {quote(klass, 40) if klass else '(empty)'} maps to no "
+                    "setting; add it to pv1_patient_class in the adapter config (never guessed)"
                 )
                 raise InputError(msg_0)
             return mapped.value
@@ -821,27 +1208,103 @@ _ALARM_KIND: dict[Term, str] = {
 }
 
 
-def _stop_reason(text: str, prog: Program) -> str:
-    if "clinician" in text or "user" in text:
-        return "user"
-    if "alarm" in text:
+_SWITCHING = "pump-stopped-switching-source"
+_STOP_REASONS: dict[str, str] = {
+    "pump-stopped-by-clinician": "user",
+    "pump-stopped-alarming": "alarm",
+    "pump-stopped-powered-off": "power",
+    "pump-stopped-other": "other",
+    _SWITCHING: "other",
+}
+"""IHE PCD Not-Delivering Reason → canonical stop reason; anything else is said, not mapped."""
+
+_DELIVERY_STATUS: dict[str, bool | None] = {
+    "pump-delivery-status-delivering": True,
+    "pump-delivery-status-not-delivering": False,
+    "pump-delivery-status-transitioning": None,
+    "pump-status-infusing": True,
+    "pump-status-not-infusing": False,
+}
+"""Current Delivery Status (and the older Infusing Status) → delivering; None = no state yet."""
+
+_ACTIVE_SOURCES: dict[str, str] = {
+    "pump-source-info-primary": "primary",
+    "pump-source-info-secondary": "secondary",
+    "pump-source-info-clinician": "bolus",
+    "pump-source-info-loading": "bolus",
+    "pump-source-info-pca": "bolus",
+}
+"""Active Sources at a START: a clinician, loading or PCA dose is a bolus, not a new program."""
+
+_PHASES = frozenset(("start", "update", "continue", "escalate", "de-escalate", "reset", "end"))
+"""ACM event phases (MDC_ATTR_EVENT_PHASE); every one but ``end`` keeps the alarm open."""
+
+_MAX_CHANNELS = 26
+_MAX_ID = 199  # HL7 v2.6 EI.1 (entity identifier) length
+_MAX_REASON = 1000
+
+
+def _stop_reason(prog: Program) -> tuple[str, list[str]]:
+    """The canonical stop reason and what had to be said to get it (never a silent 'other')."""
+    text = prog.not_delivering_reason
+    if not text:
+        return "other", ["no not-delivering reason given: stop reason 'other'"]
+    reason = _STOP_REASONS.get(text)
+    if reason is None:
+        known = ", ".join(_STOP_REASONS)
+        note = f"not-delivering reason {quote(text, 80)} is not one pumpguard knows ({known}): "
+        return "other", [note + "stop reason 'other'"]
+    if reason == "alarm":
         if prog.alarm is Term.OCCLUSION:
-            return "occlusion"
+            return "occlusion", []
         if prog.alarm is Term.AIR_IN_LINE:
-            return "air_in_line"
-        return "alarm"
-    if "power" in text:
-        return "power"
-    return "other"
+            return "air_in_line", []
+    return reason, []
+
+
+def _bounded(record: Record) -> Record:
+    """A reject whose reason a person can read: quoted values are cut where they are made;
+    this cuts what came from elsewhere (a validation error echoing a 100 KB field)."""
+    if isinstance(record, Reject) and len(record.reason) > _MAX_REASON:
+        cut = f"{record.reason[:_MAX_REASON]}... (reason cut at {_MAX_REASON} characters)"
+        return dataclasses.replace(record, reason=cut)
+    return record
+
+
+def _fate(records: list[Record]) -> Literal["event", "warning", "reject"]:
+    """One message's fate for the tally: an event wins, then an error, then a warning."""
+    if any(not isinstance(r, Reject) for r in records):
+        return "event"
+    if any(isinstance(r, Reject) and r.level == "error" for r in records):
+        return "reject"
+    return "warning"
+
+
+def _facet(ctx: _Context, term: Term) -> str:
+    row = next((o for o in ctx.obxs if o.term is term), None)
+    if row is None:
+        return ""
+    return ctx.msg.comp([row.value], 0, 1) or ctx.msg.comp([row.value], 0, 2)
+
+
+def _number_part(text: str) -> int | None:
+    # ASCII digits only (str.isdigit() takes "²"), and bounded: int() refuses 4,300+ digits.
+    if not text or len(text) > 9 or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
 
 
 def _hierarchy(position: str) -> tuple[int, str | None]:
     """(VMD number, channel prefix) from an OBX-4 like ``1.1.2.0``; VMD 0 = device level."""
     parts = position.strip().split(".")
-    if len(parts) < 2 or not parts[1].isdigit():
+    if len(parts) < 2:
         return 0, None
-    vmd = int(parts[1])
-    chan = parts[2] if len(parts) > 2 and parts[2].isdigit() and parts[2] != "0" else None
+    if parts[1].isascii() and parts[1].isdigit() and len(parts[1]) > 9:
+        return 10**9, None  # a number, but no pump has that many channels: channel_letter says so
+    vmd = _number_part(parts[1])
+    if vmd is None:
+        return 0, None
+    chan = _number_part(parts[2]) if len(parts) > 2 else None
     return vmd, (f"{parts[0]}.{vmd}.{chan}." if chan else None)
 
 
@@ -894,10 +1357,37 @@ class _Context:
         return parse_dtm(raw, self.reader.zone, "OBR-7")
 
     def pump_id(self) -> str:
-        for o in self.obxs:
-            if o.device:
-                return o.device
-        raise InputError("no device identifier: no OBX-18 names the pump")
+        """The pump's id from OBX-18 of the device (MDS) row, else of the first row naming one.
+
+        Which components make the id is the feed's choice (``pump_id_components``):
+        B. Braun puts the pump's serial in component 1 and the same placeholder
+        EUI-64 on every pump in component 3, so by default component 1 is read first.
+        """
+        msg = self.msg
+        rows = [o for o in self.obxs if len(o.seg) > 18 and o.seg[18]]
+        if not rows:
+            raise InputError("no device identifier: no OBX-18 names the pump")
+        row = next((o for o in rows if o.term is Term.MDS), rows[0])
+        msh = msg.segments[0]
+        components = self.reader.config.pump_id_components_for(
+            msg.comp(msh, 3, 1), msg.comp(msh, 4, 1)
+        )
+        for c in components:
+            value = msg.comp(row.seg, 18, c)
+            if len(value) > _MAX_ID:
+                msg_0 = (
+                    f"OBX-18 component {c} {quote(value, 80)} is longer than the {_MAX_ID} "
+                    "characters HL7 allows an entity identifier; not a pump id"
+                )
+                raise InputError(msg_0)
+            if value:
+                return value
+        listed = ", ".join(str(c) for c in components)
+        msg_0 = (
+            f"no device identifier: OBX {quote(row.setid, 20)} OBX-18 {quote(row.seg[18], 80)} "
+            f"has nothing in component(s) {listed} (pump_id_components)"
+        )
+        raise InputError(msg_0)
 
     def named_patient(self) -> tuple[str | None, str]:
         msg = self.msg
@@ -916,12 +1406,18 @@ class _Context:
         return None, "the message names no patient (PID-3 empty)"
 
     def vmds(self) -> list[int]:
+        """The channels (VMDs): those with a VMD row, else every VMD any row names."""
+        declared: list[int] = []
         found: list[int] = []
         for o in self.obxs:
             vmd, _ = _hierarchy(o.position)
-            if vmd and vmd not in found:
+            if not vmd:
+                continue
+            if o.term is Term.VMD and vmd not in declared:
+                declared.append(vmd)
+            if vmd not in found:
                 found.append(vmd)
-        return found
+        return declared or found
 
     def status_row(self, prefix: str) -> Obx | None:
         for o in self.obxs:
@@ -989,7 +1485,9 @@ class _Context:
         return prog
 
     def _enum(self, row: Obx) -> str:
-        return self.msg.comp([row.value], 0, 2) or self.msg.comp([row.value], 0, 1)
+        # CWE "^pump-status-infusing": the text is component 2 (component 1 is the code).
+        text = self.msg.comp([row.value], 0, 2) or self.msg.comp([row.value], 0, 1)
+        return text.lower()
 
     def _number(
         self, row: Obx, target: str, prog: Program, name: str, weight: float | None = None
@@ -998,21 +1496,23 @@ class _Context:
         if not text:
             return None
         if not _NM.match(text):
-            msg = f"OBX {row.setid} ({_obx_name(row)}) value {text!r} is not a number (NM)"
+            msg = f"{_row_name(row)} value {quote(text)} is not a number (NM)"
             raise InputError(msg)
         value = float(text)
+        if not math.isfinite(value):
+            msg = f"{_row_name(row)} value {quote(text, 40)} is too large"
+            raise InputError(msg)
         if value < 0:
-            msg = f"OBX {row.setid} ({_obx_name(row)}) value {text} is negative"
+            msg = f"{_row_name(row)} value {quote(text, 40)} is negative"
             raise InputError(msg)
         if row.unit is None:
-            prog.unit_problems[name] = (
-                f"OBX {row.setid} ({_obx_name(row)}) unit {row.unit_raw or '(none)'!r} is unknown"
-            )
+            shown = quote(row.unit_raw, 80) if row.unit_raw else "(none)"
+            prog.unit_problems[name] = f"{_row_name(row)} unit {shown} is unknown"
             return None
         try:
             return convert(value, row.unit, target, weight)
         except UnitError as exc:
-            prog.unit_problems[name] = f"OBX {row.setid} ({_obx_name(row)}): {exc}"
+            prog.unit_problems[name] = f"{_row_name(row)}: {exc}"
             return None
 
 
@@ -1080,7 +1580,12 @@ class _Emitter:
 
 
 class Hl7Source(EventSource):
-    """An HL7 v2 file (or bytes): one message after another, MLLP-framed or not."""
+    """An HL7 v2 file (or bytes): one message after another, MLLP-framed or not.
+
+    ``position`` names the message the record just yielded came from (read by the
+    CLI when replay refuses an event later, e.g. a duplicate event_id); ``tally``
+    counts one fate per message, and per note or stray line between messages.
+    """
 
     name = "hl7"
 
@@ -1098,7 +1603,13 @@ class Hl7Source(EventSource):
         self._data = data
         self.label = label or (str(path) if path is not None else "hl7")
         self.config = config
+        self.tally = Tally()
+        self.position = ""
 
     def __iter__(self) -> Iterator[Record]:
         data = self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
-        yield from Hl7Reader(self.config, self.label).read(data)
+        self.tally = Tally()
+        reader = Hl7Reader(self.config, self.label, tally=self.tally)
+        for position, record in reader.read_located(data):
+            self.position = position
+            yield record

@@ -113,12 +113,15 @@ class TestRoundTrip:
     def test_events_written_as_hl7_read_back_equal(self, events: list[Event], mode: str) -> None:
         data = frame(Hl7Writer().render_all(events), mode).encode()
         back = list(Hl7Source(data=data))
-        assert [r for r in back if isinstance(r, Reject)] == []
-        assert back == events
+        # Messages that make no event on their own (program cleared, a held source switch)
+        # say so as warnings; none is an error.
+        assert [r for r in back if isinstance(r, Reject) and r.level == "error"] == []
+        assert [r for r in back if not isinstance(r, Reject)] == events
 
     @settings(max_examples=30, deadline=None)
     @given(courses())
     def test_python_hl7_parser_reads_written_courses_the_same(self, events: list[Event]) -> None:
         data = frame(Hl7Writer().render_all(events)).encode()
         slow = AdapterConfig(hl7_parser="python-hl7")
-        assert list(Hl7Source(data=data, config=slow)) == events
+        back = list(Hl7Source(data=data, config=slow))
+        assert [r for r in back if not isinstance(r, Reject)] == events

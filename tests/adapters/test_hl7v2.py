@@ -43,12 +43,12 @@ class TestSamples:
     """Every HL7 sample in tests/fixtures/samples gives the events it describes."""
 
     def test_ipec_pcd10_delivery_start_gives_infusion_started(self, samples: Path) -> None:
-        """IHE IPEC Rev 1.5 example: Dopamine 15.4 mL/h on pump EUI-64 0012210000000000."""
+        """IHE IPEC Rev 1.5 example: Dopamine 15.4 mL/h on pump E0002 (OBX-18 component 1)."""
         path = samples / "ihe" / "IPEC_PCD-10_ORU_R42_delivery_start_IHE_Suppl_Rev1.5.hl7"
         (event,) = list(Hl7Source(path))
         assert event.type == "pump.infusion_started"
         assert event.patient_id == "HO2009002"
-        assert event.pump_id == "0012210000000000"
+        assert event.pump_id == "E0002"
         assert event.channel == "A"
         assert event.drug == "Dopamine"
         assert event.rate_ml_h == 15.4
@@ -138,7 +138,8 @@ class TestFraming:
 
     def test_segment_before_msh_is_a_reject_with_its_line(self, ipec: str) -> None:
         records = read("PID|||x\r" + ipec)
-        assert records[0] == Reject("feed.hl7", "line 1", records[0].reason)
+        assert records[0] == Reject("feed.hl7", "message 1 (no MSH, line 1)", records[0].reason)
+        assert "no MSH segment before them" in records[0].reason
         assert isinstance(records[1], Event)
 
 
@@ -215,30 +216,33 @@ class TestBinding:
 
     def test_unknown_patient_is_rejected_with_the_reason(self, ipec: str) -> None:
         (reject,) = read(self.unbound(ipec))
-        assert "pump 0012210000000000 is not bound" in reject.reason
+        assert "pump E0002 is not bound" in reject.reason
         assert "PID-31=Y" in reject.reason
 
     def test_configured_binding_binds_unknown_patient(self, ipec: str) -> None:
-        config = AdapterConfig(bindings=[PumpBinding(pump_id="0012210000000000", patient_id="p9")])
+        config = AdapterConfig(bindings=[PumpBinding(pump_id="E0002", patient_id="p9")])
         (event,) = read(self.unbound(ipec), config)
         assert event.patient_id == "p9"
 
     def test_binding_outside_its_window_does_not_bind(self, ipec: str) -> None:
         binding = PumpBinding.model_validate(
-            {"pump_id": "0012210000000000", "patient_id": "p9", "to": "2015-01-01T00:00:00Z"}
+            {"pump_id": "E0002", "patient_id": "p9", "to": "2015-01-01T00:00:00Z"}
         )
         (reject,) = read(self.unbound(ipec), AdapterConfig(bindings=[binding]))
         assert "not bound" in reject.reason
 
     def test_configured_binding_conflicting_with_pid_is_rejected(self, ipec: str) -> None:
-        config = AdapterConfig(bindings=[PumpBinding(pump_id="0012210000000000", patient_id="p9")])
+        config = AdapterConfig(bindings=[PumpBinding(pump_id="E0002", patient_id="p9")])
         (reject,) = read(ipec, config)
         assert "conflict" in reject.reason
 
     def test_association_event_binds_later_unknown_patient_messages(self, ipec: str) -> None:
         assoc = ipec.replace("197288^MDC_EVT_PUMP_DELIV_START", "0^MDC_EVT_PUMP_PATIENT_CHANGE")
-        (event,) = read(assoc + self.unbound(ipec))
+        records = read(assoc + self.unbound(ipec))
+        (event,) = events(records)
         assert event.patient_id == "HO2009002"
+        (note,) = rejects(records, "warning")
+        assert "associated with patient HO2009002" in note.reason
 
     def test_overlapping_bindings_of_one_pump_are_refused(self) -> None:
         with pytest.raises(ValueError, match="bound to both"):
@@ -482,3 +486,12 @@ class TestParsers:
         assert list(Hl7Source(samples / name, config=slow)) == list(
             Hl7Source(samples / name, config=fast)
         )
+
+
+class TestFuzzFindings:
+    """Inputs the fuzzer found crashing the reader are rejects of their message."""
+
+    def test_python_hl7_path_rejects_empty_encoding_characters(self) -> None:
+        config = AdapterConfig(hl7_parser="python-hl7")
+        (reject,) = read("MSH||x|y|z|w|v|ORU^R42|1|P|2.6\r", config)
+        assert "MSH-2 encoding characters '' are not valid" in reject.reason
