@@ -1189,7 +1189,7 @@ def _weights(sim: _PatientSim, cycle: int) -> Proc:
     """Weights recorded mid-course that stay in the patient's band (no dose change due)."""
     band = sim.proto.num("weight_band_kg")
     for _ in range(sim.b.weights_per_cycle):
-        at = sim.cycle_start + sim.rng.randint(DAY, 25 * DAY)
+        at = sim.cycle_start + sim.rng.randint(DAY, sim.cycle_min - 3 * DAY)
         yield from sim.when_running(at)
         if sim.cycle != cycle:
             return
@@ -1211,7 +1211,7 @@ def _short_stops(sim: _PatientSim, cycle: int) -> Proc:
     count = int(rate) + (1 if sim.rng.random() < rate - int(rate) else 0)
     longest = max(10, min(150, sim.reinit_min - 30))
     for _ in range(count):
-        at = sim.cycle_start + sim.rng.randint(DAY, 26 * DAY)
+        at = sim.cycle_start + sim.rng.randint(DAY, sim.cycle_min - 2 * DAY)
         pause = sim.rng.randint(min(10, longest), longest)
         yield from sim.when_running(at, room_min=pause + 2 * H)
         if sim.cycle != cycle:

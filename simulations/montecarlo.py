@@ -175,7 +175,8 @@ def _home_day(rng: random.Random, p: Patient, c: Course, cycle: int, proto: Prot
     hosp = _hosp_days(p, c, cycle, proto)
     if p.indication == "relapsed_refractory" and cycle == 1:
         hosp = max(hosp, (proto.num("step_up_infusion_h") + proto.num("step_up_late_h")) / 24)
-    return round(rng.uniform(hosp + 2, max(hosp + 2.5, 26 - 2 * c.home_bag_hours / 24)), 2)
+    last = proto.num("cycle_length_h") / 24 - 2 - 2 * c.home_bag_hours / 24
+    return round(rng.uniform(hosp + 2, max(hosp + 2.5, last)), 2)
 
 
 def _behaviours(
@@ -250,7 +251,8 @@ def random_deviation(
     """A deviation of ``kind`` placed where it can happen (or None if this patient cannot)."""
     cycle = rng.randint(1, c.cycles)
     # kinds that act at a bag change need a full bag change after their day
-    day = round(rng.uniform(2, max(2.5, 26 - 2 * c.home_bag_hours / 24)), 2)
+    last = proto.num("cycle_length_h") / 24 - 2 - 2 * c.home_bag_hours / 24
+    day = round(rng.uniform(2, max(2.5, last)), 2)
     rr = p.indication == "relapsed_refractory"
     band = proto.num("weight_band_kg")
     floor = proto.num("preservative_min_weight_kg")
