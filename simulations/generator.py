@@ -391,6 +391,7 @@ class _PatientSim:
 
     # -- pharmacy --------------------------------------------------------------
     def dispense(self, hours: int, dose: float, *, flag: bool | None = None) -> _Bag:
+        """Label a bag; a preserved one carries the flag (``flag=False``: left out)."""
         self.bag_n += 1
         bag = _Bag(f"{self.pid}-BAG{self.bag_n:03d}", hours, dose)
         preserved = hours >= 72
@@ -399,7 +400,9 @@ class _PatientSim:
             if self.b.unflagged_preservative and self.rng.random() < self.b.unflagged_preservative:
                 # the spec reads the bag's duration, not the flag: a 72 h+ bag is preserved
                 self.saw("unflagged_preservative")
-                flag = None
+                flag = False
+        if preserved and flag is False:
+            flag = None  # an unknown value is left out, never sent as false
         self.emit(
             "bag.dispensed",
             bag_id=bag.bag_id,
@@ -420,9 +423,9 @@ class _PatientSim:
             hours, dose = plan()
             small = self.take("preservative_bag_small_patient")
             if small is not None:
-                hours = 96 if hours < 96 else hours
+                hours = 168 if small.deviation.variant == "flagged" else 96
                 flagged = small.deviation.variant != "unflagged"
-                bag = self.dispense(hours, dose, flag=True if flagged else None)
+                bag = self.dispense(hours, dose, flag=flagged)
                 self.mark(small, detail=f"{hours} h preserved bag for a {self.weight:g} kg patient")
                 return bag
             return self.dispense(hours, dose)
@@ -920,7 +923,10 @@ class _PatientSim:
 
     def stop_or_lose(self, type_: str, **fields: Any) -> None:
         """A stop at a bag change; with ``lost_stop`` it never reaches the engine."""
-        if self.next_bag is not None and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
+        # only where a start follows (never the last stop of a cycle or a course): a stop
+        # lost before a long gap would be a drug the engine must believe still running
+        follows = self.next_bag is not None and not self.stop_course
+        if follows and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
             self.saw("lost_stop")
             self.lost_at = self.t
             return

@@ -35,6 +35,7 @@ NEEDS_ENGINE: dict[str, str] = {
     "51_hot_swap_overdue": "item 2: the hot-swapped bag's time is not tracked",
     "52_weight_crosses_band": "item 6: a weight mid-course does not re-check the dose",
     "53_step_up_forgotten_at_bag_change": "item 14: the forgotten step-up at a bag change",
+    "54_preserved_bag_unflagged_small_child": "item 8: a 96 h bag is preserved, flag or not",
     "58_restart_after_discontinuation": "item 18: discontinuation by a grade 3 at 9 mcg/day",
     "59_consolidation_beyond_max_cycles": "item 13: no consolidation course maximum",
 }
