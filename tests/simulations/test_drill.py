@@ -38,6 +38,7 @@ NEEDS_ENGINE: dict[str, str] = {
     "54_preserved_bag_unflagged_small_child": "item 8: a 96 h bag is preserved, flag or not",
     "58_restart_after_discontinuation": "item 18: discontinuation by a grade 3 at 9 mcg/day",
     "59_consolidation_beyond_max_cycles": "item 13: no consolidation course maximum",
+    "61_short_interval_after_continued_therapy": "item 9: continued therapy by cycle number",
 }
 """Catalogue scenarios today's engine gets wrong, with the issue 8 item that fixes each."""
 
