@@ -68,6 +68,8 @@ _DEFAULT_ALLOW: dict[str, tuple[str, ...]] = {
     "dose_error": ("PREMEDICATION_MISSING",),
     # a restart after the 7- or 14-day window stays in its cycle: a new cycle was required
     "restart_after_discontinuation": ("DOSE_MISMATCH", "NEW_CYCLE_REQUIRED"),
+    # to the engine the new cycle is a restart of the last: a child's restart premedication
+    "lost_cycle_order": ("PREMEDICATION_MISSING",),
 }
 
 _AE = "clinical.adverse_event"
@@ -565,7 +567,14 @@ class _PatientSim:
                 "cycle.ordered", cycle=cycle, phase=self.phase(cycle), dose_mcg_day=first_dose
             )
 
-        if self.b.lost_orders:
+        lost = self.cycle_dev("lost_cycle_order", cycle)
+        if lost is not None:
+            # the feed lost this one order: under orders, the start continues the last
+            # cycle, past its 28 days and after more than 7 without infusion
+            self.mark(
+                lost, start, f"cycle {cycle} order lost; its start continues cycle {cycle - 1}"
+            )
+        elif self.b.lost_orders:
             self.saw("lost_order")
         elif self.b.same_second and self.rng.random() < self.b.same_second:
             self.saw("same_second_order")

@@ -70,6 +70,7 @@ KINDS = (
     "preservative_bag_small_patient",
     "reaction_discontinuation",
     "restart_after_discontinuation",
+    "lost_cycle_order",
 )
 
 CLASSIC_KINDS = KINDS[:17]
@@ -315,6 +316,10 @@ def random_deviation(
             return None  # nine cycles and continued-therapy gaps: too long a course to draw
         c = c.model_copy(update={"cycles": limit + 1})
         return Deviation(kind=kind, cycle=limit + 1), p, c
+    if kind == "lost_cycle_order":
+        if c.cycles < 2:
+            return None
+        return Deviation(kind=kind, cycle=c.cycles), p, c
     if kind == "bag_overdue":
         grace = proto.num("bag_grace_h")
         hours = round(rng.uniform(grace + 0.5, grace + 5), 2)

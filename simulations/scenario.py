@@ -69,6 +69,7 @@ DEVIATIONS: dict[str, tuple[str, ...]] = {
     "pump_unreachable": ("DELIVERY_STATUS_UNKNOWN",),
     "short_treatment_free_interval": ("TREATMENT_FREE_INTERVAL_SHORT",),
     "beyond_max_cycles": ("MAX_CYCLES_EXCEEDED",),
+    "lost_cycle_order": ("NEW_CYCLE_REQUIRED", "CYCLE_TOO_LONG"),
     "hot_swap_wrong_rate": ("RATE_MISMATCH",),
     "hot_swap_overdue": ("BAG_OVERDUE",),
     "weight_crosses_band": ("DOSE_MISMATCH",),
@@ -335,6 +336,8 @@ def check_plan(
             raise ValueError(
                 f"weight_crosses_band: weigh within 5 kg of {band:g} kg, with a BSA or height"
             )
+        if d.kind == "lost_cycle_order" and (d.cycle < 2 or d.cycle != c.cycles):
+            raise ValueError("lost_cycle_order: the order of the course's last cycle (2 or later)")
         if d.kind == "preservative_bag_small_patient" and p.weight_kg >= floor:
             raise ValueError(f"preservative_bag_small_patient: needs a patient under {floor:g} kg")
         if d.variant == "neuro_at_start_dose":
