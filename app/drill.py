@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pumpguard.engine.pack import CompiledPack, load_pack
-from pumpguard.rules import default_pack
+from pumpguard.engine.errors import RulePackError
+from pumpguard.engine.pack import CompiledPack
 from pumpguard.simulations.generator import Generated, generate
 from pumpguard.simulations.montecarlo import generate_population
+from pumpguard.simulations.protocol import Protocol, load_protocol
 from pumpguard.simulations.scenario import (
     ScenarioError,
     catalogue_dir,
@@ -61,13 +62,21 @@ def add_parser(sub: Any) -> None:
         default="seed",
         help="Monte Carlo: label edition (scenarios name their own)",
     )
+    dp.add_argument(
+        "--site",
+        type=Path,
+        metavar="FILE",
+        help="Monte Carlo: a pack site file whose parameters the population follows "
+        "(scenarios name their own)",
+    )
     dp.add_argument("--out", type=Path, help="write the generated stream here")
     dp.add_argument(
         "--format",
         choices=["jsonl", "hl7"],
         default="jsonl",
-        help="stream format for --out; hl7 writes pump and ADT events as HL7 v2 "
-        "(MLLP) and the rest beside it as OUT.rest.jsonl",
+        help="stream format for --out; hl7 writes what HL7 v2 can carry (pump delivery, "
+        "alarms, ADT) to OUT as MLLP and every other event, bag changes included, to a "
+        "side file named after OUT without its suffix: out.hl7 -> out.rest.jsonl",
     )
     dp.add_argument(
         "--json",
@@ -75,11 +84,16 @@ def add_parser(sub: Any) -> None:
         help="write the machine-readable report here ('-' for "
         "standard output, replacing the terminal report)",
     )
-    dp.add_argument("--generate-only", action="store_true", help="write --out, do not evaluate")
+    dp.add_argument(
+        "--generate-only", action="store_true", help="write --out (required), do not evaluate"
+    )
     dp.add_argument("--pack", type=Path, help="rule pack folder (default: Blincyto)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.generate_only and args.out is None:
+        sys.stderr.write("pumpguard drill: --generate-only needs --out FILE to write to\n")
+        return EXIT_USAGE
     if args.patients is not None:
         return _montecarlo(args)
     paths: list[Path] = list(args.scenarios)
@@ -91,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     files = [f for p in paths for f in iter_scenario_files(p)]
-    packs: dict[str, CompiledPack] = {}
+    packs: dict[tuple[str, str | None], tuple[CompiledPack, Protocol]] = {}
     reports: list[dict[str, Any]] = []
     streams: list[str] = []
     status = EXIT_OK
@@ -102,12 +116,17 @@ def run(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             sys.stderr.write(f"pumpguard drill: {exc}\n")
             return EXIT_USAGE
-        edition = scenario.patient.edition
-        if edition not in packs:
-            packs[edition] = load_pack(args.pack or default_pack(), edition=edition)
-        pack = packs[edition]
-        t0 = time.perf_counter()
-        gen = generate(scenario, seed=args.seed)
+        site = str(scenario.site_file) if scenario.site_file is not None else None
+        key = (scenario.patient.edition, site)
+        try:
+            if key not in packs:
+                packs[key] = load_protocol(key[0], site, args.pack)
+            pack, protocol = packs[key]
+            t0 = time.perf_counter()
+            gen = generate(scenario, protocol, seed=args.seed)
+        except (ValueError, RulePackError) as exc:
+            sys.stderr.write(f"pumpguard drill: {f}: {exc}\n")
+            return EXIT_USAGE
         gen_s = time.perf_counter() - t0
         streams.extend(gen.lines)
         if args.generate_only:
@@ -129,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     total = _totals(reports)
     if text:
-        _print_totals(total, packs)
+        _print_totals(total, {k: v[0] for k, v in packs.items()})
     if args.json is not None:
         _write_json(args.json, {"scenarios": reports, "summary": total})
     return status
@@ -140,8 +159,13 @@ def _montecarlo(args: argparse.Namespace) -> int:
         sys.stderr.write("pumpguard drill: --patients must be >= 1, --error-rate in [0, 1]\n")
         return EXIT_USAGE
     seed = 1 if args.seed is None else args.seed
+    try:
+        pack, protocol = load_protocol(args.edition, args.site, args.pack)
+    except RulePackError as exc:
+        sys.stderr.write(f"pumpguard drill: {exc}\n")
+        return EXIT_USAGE
     t0 = time.perf_counter()
-    gen = generate_population(args.patients, args.error_rate, seed, args.edition)
+    gen = generate_population(args.patients, args.error_rate, seed, protocol=protocol)
     gen_s = time.perf_counter() - t0
     if args.out is not None:
         _write_stream(args.out, gen.lines, args.format)
@@ -151,7 +175,6 @@ def _montecarlo(args: argparse.Namespace) -> int:
             f"{gen_s:.2f} s ({len(gen.lines) / max(gen_s, 1e-9):,.0f} events/s)\n"
         )
         return EXIT_OK
-    pack = load_pack(args.pack or default_pack(), edition=args.edition)
     result = run_engine(gen.lines, pack)
     sc = score(gen, result.findings, raisable_codes(pack))
     rep = _report(f"montecarlo seed={seed}", gen, sc, gen_s, result.seconds, result.events)
@@ -161,11 +184,13 @@ def _montecarlo(args: argparse.Namespace) -> int:
         k = by_kind.setdefault(d.injected.kind, {})
         k[d.status] = k.get(d.status, 0) + 1
     rep["by_kind"] = dict(sorted(by_kind.items()))
+    rep["behaviours"] = gen.seen
     text = args.json is None or str(args.json) != "-"
     if text:
         _print_scenario(rep, sc, limit=20)
         w = sys.stdout.write
         w("\nby kind: " + ", ".join(f"{k} {v}" for k, v in rep["by_kind"].items()) + "\n")
+        w("behaviours: " + ", ".join(f"{k} {v}" for k, v in gen.seen.items()) + "\n")
         _print_throughput(rep)
     if args.json is not None:
         _write_json(args.json, rep)
@@ -248,10 +273,13 @@ def _totals(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-def _print_totals(total: dict[str, Any], packs: dict[str, CompiledPack]) -> None:
+def _print_totals(total: dict[str, Any], packs: dict[tuple[str, str | None], CompiledPack]) -> None:
     rate = total["detection_rate"]
     pct = "n/a" if rate is None else f"{100 * rate:.1f} %"
-    versions = ", ".join(f"{p.ref.name} {p.ref.version} ({e})" for e, p in packs.items())
+    versions = ", ".join(
+        f"{p.ref.name} {p.ref.version} ({e}{', site ' + p.site if p.site else ''})"
+        for (e, _), p in packs.items()
+    )
     sys.stdout.write(
         f"\n{total['scenarios']} scenarios, {total['deviations']} deviations: "
         f"{total['detected']} detected, {total['missed']} missed, {total['pending']} pending "
@@ -304,16 +332,29 @@ def _write_stream(path: Path, lines: list[str], fmt: str) -> None:
             continue
         writer = writers.setdefault(event.patient_id, Hl7Writer())
         try:
-            messages += writer.render(event)
+            rendered = writer.render(event)
         except UnsupportedEvent:
+            rendered = []
+        # an event that became no message (refused, or held back) is kept in the side file
+        if rendered:
+            messages += rendered
+        else:
             rest.append(line)
     path.write_text(frame(messages, "mllp"), encoding="utf-8")
-    side = path.with_name(path.stem + ".rest.jsonl")
+    side = rest_path(path)
     side.write_text("".join(line + "\n" for line in rest), encoding="utf-8")
+
+
+def rest_path(out: Path) -> Path:
+    """The side file of ``--format hl7``: ``out.hl7`` -> ``out.rest.jsonl``."""
+    return out.with_name(out.stem + ".rest.jsonl")
 
 
 _NOT_HL7 = frozenset(
     {
+        # a bag change is written by the HL7 writer only paired with its start under
+        # ids X and X#2; a drill's streams (and hot swaps) have no such pair
+        "pump.bag_changed",
         "pump.registered",
         "pump.flush",
         "pump.prime",

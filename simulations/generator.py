@@ -6,12 +6,23 @@ its own ``random.Random``, seeded from the scenario seed and the patient's
 index, so one patient's deviations never shift another patient's stream, and
 the same scenario and seed give the same bytes.
 
-What a clean course looks like follows ``simulations/course.py`` and the
-spec's "Readings decided": an order before each cycle, admission for the
-label's hospital window, dexamethasone about an hour before each cycle start,
-the step-up and any restart after 4 h or more, bags dispensed with their label
-rate and dose, bags changed on schedule by a professional without a flush,
-supervision documented at cycle 3+ starts and at long restarts.
+Every clinical number (doses, windows, thresholds, cycle length and maxima,
+premedication, preservative floor) comes from the :class:`Protocol` of the
+loaded pack, edition and site included; the generator holds none of its own.
+What a clean course looks like follows ``blincyto.md`` as revised: an order
+before each cycle, admission for the indication's hospital window,
+premedication where R-PREMED asks for it (adults before each cycle's first
+dose; R/R adults also before a step-up and a restart after the reinitiation
+threshold; children in cycle 1 only), bags dispensed with their label rate and
+dose, changed on schedule by a professional without a flush, supervision at
+cycle 3+ starts and long restarts.
+
+:class:`~pumpguard.simulations.scenario.Behaviours` add what real feeds and
+wards produce without any error: hot swaps, lost stops, lost cycle orders,
+documentation at the very second of a start (listed before or after it),
+weights recorded mid-course, preserved bags without their flag, interruptions
+from minutes to days (longer than the limit: a new cycle is ordered), and
+grade 3 reactions held and restarted by the book.
 
 Deviations are injected at (cycle, day); each one records its onset (the
 simulated time it became real), which scoring compares with the findings.
@@ -29,27 +40,42 @@ from typing import Any, cast
 
 import simpy
 from pumpguard.simulations.course import BAG_RATES, BAG_VOLUMES, iso
-from pumpguard.simulations.scenario import Course, Deviation, Patient, Scenario, Staff
+from pumpguard.simulations.protocol import Protocol, load_protocol, mosteller
+from pumpguard.simulations.scenario import (
+    Behaviours,
+    Course,
+    Deviation,
+    Interruption,
+    Patient,
+    Reaction,
+    Scenario,
+    Staff,
+    check_plan,
+)
 
 __all__ = ["Generated", "Injected", "PatientPlan", "Population", "generate", "generate_many"]
 
 H = 60
 DAY = 1440
-CYCLE_MIN = 28 * DAY
-REINIT_MIN = 4 * H
 DRUG = "blinatumomab"
 _ALLOWED_HOURS = (24, 48, 72, 96, 168)
-_PRESERVATIVE_MIN_KG = {"seed": 22.0, "label-2024": 5.4}
 
 _DEFAULT_ALLOW: dict[str, tuple[str, ...]] = {
-    # readings the spec leaves open: the rule may ask for the start dose after any hold
+    # a restart during a hold at the full dose is also a wrong dose (the start dose is due)
     "restart_during_hold": ("DOSE_MISMATCH",),
     "grade4_restart": ("DOSE_MISMATCH",),
     # with no step there is no step-up premedication; a rule keyed on day 8 may say so
     "dose_error": ("PREMEDICATION_MISSING",),
+    # a restart after the 7- or 14-day window stays in its cycle: a new cycle was required
+    "restart_after_discontinuation": ("DOSE_MISMATCH", "NEW_CYCLE_REQUIRED"),
+    # to the engine the new cycle is a restart of the last: a child's restart premedication
+    "lost_cycle_order": ("PREMEDICATION_MISSING",),
 }
 
+_AE = "clinical.adverse_event"
+
 Proc = Generator[simpy.Event, Any, Any]
+Doc = Callable[[], Any]
 
 
 @dataclass
@@ -61,6 +87,7 @@ class Injected:
     scenario: str = ""
     onset: datetime | None = None
     detail: str = ""
+    owed: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -68,7 +95,7 @@ class Injected:
 
     @property
     def codes(self) -> tuple[str, ...]:
-        return self.deviation.codes
+        return self.owed
 
     @property
     def allow(self) -> tuple[str, ...]:
@@ -85,6 +112,7 @@ class PatientPlan:
     deviations: tuple[Deviation, ...] = ()
     offset_min: int = 0
     scenario: str = ""
+    behaviours: Behaviours = field(default_factory=Behaviours)
 
 
 @dataclass
@@ -94,6 +122,8 @@ class Generated:
     lines: list[str]
     injected: list[Injected]
     patients: int
+    seen: dict[str, int] = field(default_factory=dict)
+    """How often each behaviour happened (``hot_swap``, ``lost_stop``...), for reports."""
 
     def text(self) -> str:
         return "".join(line + "\n" for line in self.lines)
@@ -118,11 +148,14 @@ class _Stop:
     on_restart: Callable[[], None] | None = None
     reset_dose: bool = False
     new_bag_needed: bool = False
+    end_cycle: bool = False
+    final: bool = False
 
 
 @dataclass
 class _Result:
-    status: str  # completed | stopped (by the nurse at the bag's time) | expired (long stop)
+    # completed | stopped (by the nurse) | expired (long stop) | swap (hot) | cut | final
+    status: str
     infused: int
     stop: _Stop | None = None
 
@@ -133,10 +166,11 @@ class _Sink:
 
     origin: datetime
     lines: list[str] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
 
 
 class _PatientSim:
-    """One patient's processes; all randomness from ``rng``."""
+    """One patient's processes; all randomness from ``rng``, all numbers from ``proto``."""
 
     def __init__(
         self,
@@ -144,16 +178,29 @@ class _PatientSim:
         sink: _Sink,
         plan: PatientPlan,
         rng: random.Random,
-        edition_floor_kg: float,
+        proto: Protocol,
     ) -> None:
         self.env = env
         self.sink = sink
         self.plan = plan
         self.p = plan.patient
         self.c = plan.course
+        self.b = plan.behaviours
         self.staff = plan.staff
         self.rng = rng
-        self.floor_kg = edition_floor_kg
+        self.proto = proto
+        self.weight = plan.patient.weight_kg
+        self.bsa = plan.patient.bsa()
+        self.floor_kg = proto.num("preservative_min_weight_kg")
+        self.cycle_min = proto.minutes("cycle_length_h")
+        self.step_min = proto.minutes("step_up_infusion_h")
+        # step when the bag would start less than (early allowance - 1 h) before the step
+        self.step_early = proto.minutes("step_up_early_h") - H
+        self.reinit_min = proto.minutes("reinit_threshold_h")
+        self.max_pause = proto.minutes("interruption_max_h")
+        self.premed_lead_max = proto.minutes("premedication_window_h") - 10
+        self.doc_delay_max = proto.minutes("supervision_window_h") - 5
+        self.late_max = proto.minutes("bag_grace_h") - 15
         self.pid = plan.patient.id
         self.pump_id = f"PUMP-{self.pid}"
         self.n = 0
@@ -168,14 +215,25 @@ class _PatientSim:
         self.cycle_start = 0
         self.inf_done = 0
         self.step_from: int | None = None
+        self.step_delay = 0
+        self.forgot: Injected | None = None
         self.adult_dosing = False
         self.no_step = False
         self.stop_course = False
+        self.cut_gap: int | None = None
         self.base_pump = self.pump_id
         self.current = _Bag("", 24, 0.0)
+        self.rate = 0.0
         self.next_hang = 0
         self.next_bag: simpy.Process | None = None
-        self.injected = [Injected(self.pid, d, scenario=plan.scenario) for d in plan.deviations]
+        self.lost_at: int | None = None
+        self.before: list[Doc] = []
+        self.after: list[Doc] = []
+        self.overdue_next: Injected | None = None
+        self.injected = [
+            Injected(self.pid, d, scenario=plan.scenario, owed=d.owed(plan.patient, proto))
+            for d in plan.deviations
+        ]
         self.pending: list[Injected] = list(self.injected)
         self.hang_listeners: list[simpy.Event] = []
 
@@ -206,6 +264,9 @@ class _PatientSim:
         self.sink.lines.append(json.dumps(ev, separators=(",", ":")))
         return str(ev["event_id"])
 
+    def saw(self, behaviour: str) -> None:
+        self.sink.seen[behaviour] = self.sink.seen.get(behaviour, 0) + 1
+
     def ts(self, at: float | None = None) -> str:
         return iso(self.when(self.t if at is None else at))
 
@@ -221,8 +282,30 @@ class _PatientSim:
 
         self.env.process(proc())
 
+    def act(self, type_: str, **fields: Any) -> str:
+        """A pump act with the documentation waiting for it, in the order it was listed."""
+        before, after = self.before, self.after
+        self.before, self.after = [], []
+        for fn in before:
+            fn()
+        eid = self.emit(type_, **fields)
+        for fn in after:
+            fn()
+        return eid
+
     def draw(self, span: tuple[int, int]) -> int:
         return self.rng.randint(span[0], span[1])
+
+    # staff habits, kept inside the pack's windows (a site may narrow them)
+    def lead(self) -> int:
+        """Minutes between premedication and the start it is for."""
+        return min(self.draw(self.staff.premedication_lead_min), self.premed_lead_max)
+
+    def doc_delay(self) -> int:
+        return min(self.draw(self.staff.documentation_delay_min), self.doc_delay_max)
+
+    def late(self) -> int:
+        return min(self.draw(self.staff.bag_change_late_min), self.late_max)
 
     def role(self) -> str:
         return "nurse" if self.hospitalized else "home_health_nurse"
@@ -242,6 +325,14 @@ class _PatientSim:
                 return inj
         return None
 
+    def due_by(self, kind: str, at: int) -> Injected | None:
+        """A pending deviation of ``kind`` due at or before ``at`` (not taken)."""
+        for inj in self.pending:
+            d = inj.deviation
+            if d.kind == kind and d.cycle == self.cycle and at >= self.at(d):
+                return inj
+        return None
+
     def cycle_dev(self, kind: str, cycle: int, variant: str | None = None) -> Injected | None:
         for inj in self.pending:
             d = inj.deviation
@@ -250,16 +341,15 @@ class _PatientSim:
                 return inj
         return None
 
-    def at(self, d: Deviation) -> int:
+    def at(self, d: Deviation | Reaction | Interruption) -> int:
         return self.cycle_start + round((d.day - 1) * DAY)
 
-    # -- clinical numbers ------------------------------------------------------
+    # -- clinical numbers (all from the pack) ------------------------------------
     def doses(self) -> tuple[float, float]:
-        """(start, target) mcg/day for this patient's band; adult numbers in a dose error."""
-        if self.p.weight_kg >= 45 or self.adult_dosing:
-            return 9.0, 28.0
-        bsa = self.p.bsa_m2 or 1.0
-        return round(min(5 * bsa, 9.0), 2), round(min(15 * bsa, 28.0), 2)
+        """(start, full) mcg/day for this patient's band now; adult numbers in a dose error."""
+        if self.adult_dosing:
+            return self.proto.adult_doses()
+        return self.proto.doses(self.weight, self.bsa)
 
     def dose_at(self, inf_min: int) -> float:
         start, target = self.doses()
@@ -267,34 +357,54 @@ class _PatientSim:
             return start
         if self.step_from is None:
             return target
-        # step when the bag would start less than 11 h before the step is due (12 h allowed)
-        return target if inf_min >= self.step_from + 168 * H - 11 * H else start
-
-    def premed_mg(self) -> float:
-        if self.p.child:
-            return min(20.0, math.ceil(5 * (self.p.bsa_m2 or 1.0) * 10) / 10)
-        return 20.0
+        due = self.step_from + self.step_min + self.step_delay - self.step_early
+        return target if inf_min >= due else start
 
     def premed(self) -> None:
-        self.emit(
-            "medication.administered", drug="dexamethasone", dose_mg=self.premed_mg(), route="IV"
-        )
+        options = self.proto.premed_doses(self.p.age_years, self.p.indication, self.bsa)
+        drug, mg = options[0] if len(options) == 1 else self.rng.choice(options)
+        self.emit("medication.administered", drug=drug, dose_mg=mg, route="IV")
+
+    def premed_restart(self) -> bool:
+        if self.staff.premedication == "every_moment":
+            return True
+        return self.proto.premed_at_restart(self.p.age_years, self.p.indication, self.cycle)
+
+    def premed_step(self) -> bool:
+        if self.staff.premedication == "every_moment":
+            return True
+        return self.proto.premed_at_step_up(self.p.age_years, self.p.indication, self.cycle)
+
+    def premed_start(self, cycle: int) -> bool:
+        if self.staff.premedication == "every_moment":
+            return True
+        return self.proto.premed_at_cycle_start(self.p.age_years, cycle)
 
     def bag_hours(self, inf_min: int, prefer_home: bool) -> int:
         pref: int = self.c.home_bag_hours if prefer_home else self.c.inpatient_bag_hours
-        if self.p.weight_kg < self.floor_kg:
+        if self.weight < self.floor_kg:
             pref = min(pref, 48)
         limit = pref
-        if self.step_from is not None:
-            to_step = self.step_from + 168 * H - inf_min
-            if to_step > 11 * H:
+        if self.step_from is not None and not self.no_step:
+            to_step = self.step_from + self.step_min + self.step_delay - inf_min
+            if to_step > self.step_early:
                 limit = min(limit, max(h for h in _ALLOWED_HOURS if h * H <= max(to_step, DAY)))
         return limit
 
     # -- pharmacy --------------------------------------------------------------
-    def dispense(self, hours: int, dose: float) -> _Bag:
+    def dispense(self, hours: int, dose: float, *, flag: bool | None = None) -> _Bag:
+        """Label a bag; a preserved one carries the flag (``flag=False``: left out)."""
         self.bag_n += 1
         bag = _Bag(f"{self.pid}-BAG{self.bag_n:03d}", hours, dose)
+        preserved = hours >= 72
+        if flag is None and preserved:
+            flag = True
+            if self.b.unflagged_preservative and self.rng.random() < self.b.unflagged_preservative:
+                # the spec reads the bag's duration, not the flag: a 72 h+ bag is preserved
+                self.saw("unflagged_preservative")
+                flag = False
+        if preserved and flag is False:
+            flag = None  # an unknown value is left out, never sent as false
         self.emit(
             "bag.dispensed",
             bag_id=bag.bag_id,
@@ -303,7 +413,7 @@ class _PatientSim:
             duration_h=hours,
             rate_ml_h=BAG_RATES[hours],
             volume_ml=BAG_VOLUMES[hours],
-            preservative=hours >= 72,
+            preservative=flag if preserved else False,
         )
         return bag
 
@@ -313,6 +423,13 @@ class _PatientSim:
         def proc() -> Proc:
             yield self.env.timeout(max(0, at - self.t))
             hours, dose = plan()
+            small = self.take("preservative_bag_small_patient")
+            if small is not None:
+                hours = 168 if small.deviation.variant == "flagged" else 96
+                flagged = small.deviation.variant != "unflagged"
+                bag = self.dispense(hours, dose, flag=flagged)
+                self.mark(small, detail=f"{hours} h preserved bag for a {self.weight:g} kg patient")
+                return bag
             return self.dispense(hours, dose)
 
         return self.env.process(proc())
@@ -331,11 +448,19 @@ class _PatientSim:
     def admissions(
         self, start: int, days: float, cycle_end: simpy.Event, *, exact: bool = False
     ) -> Proc:
-        """Admit 2 h before the cycle, discharge after ``days`` (or when the cycle ends)."""
+        """Admit 2 h before the cycle (or at its very second), discharge after ``days``."""
         if days <= 0:
             return
-        yield self.env.timeout(max(0, start - 2 * H - self.t))
-        self.admit()
+        if not exact and self.b.same_second and self.rng.random() < self.b.same_second:
+            self.saw("same_second_admission")
+            yield self.env.timeout(max(0, start - 3 * H - self.t))
+            self.hospitalized = True  # decided now, written at the start's second
+            (self.before if self.rng.random() < 0.5 else self.after).append(
+                lambda: self.emit("encounter.admitted", setting="inpatient", location="Ward")
+            )
+        else:
+            yield self.env.timeout(max(0, start - 2 * H - self.t))
+            self.admit()
         if self.c.home_infusion or exact:
             out = start + round(days * DAY) + (0 if exact else self.rng.randint(60, 240))
             yield self.env.any_of([self.env.timeout(max(0, out - self.t)), cycle_end])
@@ -352,6 +477,8 @@ class _PatientSim:
         extra: dict[str, Any] = {"birth_date": self.p.birth_date(self.when(first)).isoformat()}
         if self.p.bsa_m2 is not None:
             extra["bsa_m2"] = self.p.bsa_m2
+        if self.p.height_cm is not None:
+            extra["height_cm"] = self.p.height_cm
         self.emit(
             "patient.registered",
             weight_kg=self.p.weight_kg,
@@ -368,14 +495,16 @@ class _PatientSim:
                 short = self.cycle_dev("short_treatment_free_interval", cycle)
                 if short is not None:
                     gap = round((short.deviation.days or 7) * DAY)
+                elif self.cut_gap is not None:
+                    gap = self.cut_gap  # the cycle was cut short: the new one starts now
                 else:
-                    free_days = self.c.treatment_free_days
-                    if self.p.edition == "label-2024" and cycle - 1 >= 6:
-                        free_days = max(free_days, 56)
+                    free_h = self.proto.treatment_free_h(self.p.indication, cycle - 1)
+                    free_days = max(self.c.treatment_free_days or 0, free_h / 24)
                     gap = round(free_days * DAY) + self.rng.randint(60, 3 * DAY)
                 start = last_end + gap
                 if short is not None:
                     self.mark(short, start, f"cycle {cycle} starts {gap / DAY:.1f} days after")
+            self.cut_gap = None
             last_end = yield self.env.process(self.run_cycle(cycle, start))
         # the course is over: release anything still pending so scoring can say so
         for inj in self.pending:
@@ -395,15 +524,19 @@ class _PatientSim:
     def phase(self, cycle: int) -> str:
         if self.p.indication != "relapsed_refractory":
             return "consolidation"
-        return "induction" if cycle <= 2 else "consolidation" if cycle <= 5 else "continued"
+        if cycle <= 2:
+            return "induction"
+        if cycle < self.proto.num("continued_from_cycle"):
+            return "consolidation"
+        # the spec reads cycles 6 to 9 by their number, whatever the order's phase says
+        return "consolidation" if self.b.mislabelled_phase else "continued"
 
     def hospital_days(self, cycle: int) -> float:
         if cycle in self.c.inpatient_days:
             return self.c.inpatient_days[cycle]
         if not self.c.home_infusion:
-            return 28.0
-        rr = self.p.indication == "relapsed_refractory"
-        return {1: 9.0 if rr else 3.0, 2: 2.0}.get(cycle, 0.0)
+            return self.cycle_min / DAY
+        return self.proto.hospital_days(self.p.indication, cycle)
 
     def run_cycle(self, cycle: int, start: int) -> Proc:
         """One cycle from order to last stop; returns the last stop's time."""
@@ -414,15 +547,40 @@ class _PatientSim:
         self.inf_done = 0
         rr_first = self.p.indication == "relapsed_refractory" and cycle == 1
         self.step_from = 0 if rr_first else None
+        self.step_delay = 0
         no_step = self.cycle_dev("dose_error", cycle, "no_step_up")
         self.no_step = no_step is not None
+        forgot = self.cycle_dev("dose_error", cycle, "step_up_forgotten")
+        if forgot is not None:
+            # the nurse keeps hanging starting-dose bags past the late limit, then steps
+            self.step_delay = self.proto.minutes("step_up_late_h") + DAY
+            self.forgot = forgot
         child = self.cycle_dev("dose_error", cycle, "child_as_adult")
         self.adult_dosing = child is not None
         beyond = self.cycle_dev("beyond_max_cycles", cycle)
         if beyond is not None:
             self.mark(beyond, start, f"cycle {cycle} ordered and started")
         first_dose = self.dose_at(0)
-        self.emit("cycle.ordered", cycle=cycle, phase=self.phase(cycle), dose_mcg_day=first_dose)
+
+        def order() -> None:
+            self.emit(
+                "cycle.ordered", cycle=cycle, phase=self.phase(cycle), dose_mcg_day=first_dose
+            )
+
+        lost = self.cycle_dev("lost_cycle_order", cycle)
+        if lost is not None:
+            # the feed lost this one order: under orders, the start continues the last
+            # cycle, past its 28 days and after more than 7 without infusion
+            self.mark(
+                lost, start, f"cycle {cycle} order lost; its start continues cycle {cycle - 1}"
+            )
+        elif self.b.lost_orders:
+            self.saw("lost_order")
+        elif self.b.same_second and self.rng.random() < self.b.same_second:
+            self.saw("same_second_order")
+            (self.before if self.rng.random() < 0.5 else self.after).append(order)
+        else:
+            order()
         cycle_end = env.event()
         days = self.hospital_days(cycle)
         early = self.cycle_dev("early_discharge", cycle)
@@ -437,45 +595,72 @@ class _PatientSim:
         # pharmacy prepares the first bag, the nurse premedicates
         prefer_home = days < 1 and self.c.home_infusion
         if no_step is not None:
-            self.mark(no_step, start + 168 * H, "dose left at the starting dose past day 8")
+            self.mark(no_step, start + self.step_min, "dose left at the starting dose past day 8")
         first = self.pharmacy(
             start - self.rng.randint(120, 240),
             lambda: (self.bag_hours(0, prefer_home), first_dose),
         )
-        lead = self.draw(self.staff.premedication_lead_min)
+        lead = self.lead()
         yield env.timeout(max(0, start - lead - self.t))
-        self.premed()
+        if self.premed_start(cycle):
+            if self.b.same_second and self.rng.random() < self.b.same_second:
+                self.saw("same_second_premedication")
+                (self.before if self.rng.random() < 0.5 else self.after).append(self.premed)
+            else:
+                self.premed()
         bag = yield first
         yield env.timeout(max(0, start - self.t))
         if child is not None:
             self.mark(child, start, f"dosed {first_dose:g} mcg/day as an adult")
         if cycle >= 3 and not self.hospitalized:
             if unsupervised is None:
-                self.later(
-                    self.draw(self.staff.documentation_delay_min),
-                    lambda: self.emit("nursing.supervision", actor_role="nurse"),
-                )
+                self.supervise_at_act()
             else:
                 self.mark(unsupervised, start, "cycle started at home with no professional")
         for inj in list(self.pending):
             if inj.deviation.cycle == cycle and inj.kind in _POINT_KINDS:
                 self.pending.remove(inj)
                 env.process(_POINT_KINDS[inj.kind](self, inj))
+        for r in self.b.reactions:
+            if r.cycle == cycle:
+                env.process(_reaction_hold(self, r))
+        for i in self.b.interruptions:
+            if i.cycle == cycle:
+                env.process(_interruption(self, i))
+        if self.b.weights_per_cycle:
+            env.process(_weights(self, cycle))
         end = yield env.process(self.infuse(bag))
         cycle_end.succeed()
         return end
 
+    def supervise_at_act(self) -> None:
+        """Supervision of the coming start: a few minutes after it, or at its very second."""
+        fn: Doc = lambda: self.emit("nursing.supervision", actor_role=self.role())  # noqa: E731
+        if self.b.same_second and self.rng.random() < self.b.same_second:
+            self.saw("same_second_supervision")
+            (self.before if self.rng.random() < 0.5 else self.after).append(fn)
+        else:
+            delay = self.doc_delay()
+            self.after.append(lambda: self.later(delay, fn))
+
     # -- nurse: the bag loop ------------------------------------------------------
     def infuse(self, bag: _Bag) -> Proc:
-        """Hang bags until 28 days of infusion; returns the time of the cycle's last stop."""
+        """Hang bags until the cycle's infusion is complete; returns the last stop's time."""
         env = self.env
         first = True
+        hot = False
         while True:
-            self.bag_proc = env.process(self.hang(bag, first=first))
+            self.bag_proc = env.process(self.hang(bag, first=first, hot=hot))
             result = yield self.bag_proc
             first = False
+            hot = False
             self.inf_done += result.infused
-            if self.inf_done >= CYCLE_MIN or (self.stop_course and result.status != "expired"):
+            if result.status in ("cut", "final"):
+                if result.status == "cut" and result.stop is not None:
+                    self.cut_gap = result.stop.pause_min
+                return self.t
+            done = self.inf_done >= self.cycle_min
+            if done or (self.stop_course and result.status not in ("expired", "swap")):
                 end = self.t
                 flush = self.take("flush_at_completion")
                 if flush is not None:
@@ -486,6 +671,12 @@ class _PatientSim:
             if result.status == "expired":
                 assert result.stop is not None
                 bag = yield env.process(self.restart_with_new_bag(result.stop))
+                continue
+            if result.status == "swap":
+                assert self.next_bag is not None
+                bag = yield self.next_bag
+                self.change(bag, hot=True)
+                hot = True
                 continue
             # a normal change: the nurse arrives on schedule (a few minutes late)
             yield env.timeout(max(0, self.next_hang - self.t))
@@ -499,24 +690,26 @@ class _PatientSim:
             bag = yield self.next_bag
             self.change(bag)
 
-    def change(self, bag: _Bag) -> None:
+    def change(self, bag: _Bag, *, hot: bool = False) -> None:
         """The nurse's bag change: the pump learns the bag, the chart a little later."""
         prev = self.current.bag_id
-        flush_doc = self.take("flush_at_bag_change", "documented")
-        if flush_doc is None:
-            for inj in self.pending:
-                d = inj.deviation
-                if (
-                    d.kind == "flush_at_bag_change"
-                    and d.variant is None
-                    and d.cycle == self.cycle
-                    and self.t >= self.at(d)
-                ):
-                    self.pending.remove(inj)
-                    flush_doc = inj
-                    break
-        flush_pump = self.take("flush_at_bag_change", "pump")
-        carer = self.take("caregiver_bag_change")
+        flush_doc = flush_pump = carer = None
+        if not hot:
+            flush_doc = self.take("flush_at_bag_change", "documented")
+            if flush_doc is None:
+                for inj in self.pending:
+                    d = inj.deviation
+                    if (
+                        d.kind == "flush_at_bag_change"
+                        and d.variant is None
+                        and d.cycle == self.cycle
+                        and self.t >= self.at(d)
+                    ):
+                        self.pending.remove(inj)
+                        flush_doc = inj
+                        break
+            flush_pump = self.take("flush_at_bag_change", "pump")
+            carer = self.take("caregiver_bag_change")
         self.emit("pump.bag_changed", bag_id=bag.bag_id, previous_bag_id=prev)
         if flush_pump is not None:
             self.mark(flush_pump, detail="pump flush while changing the bag")
@@ -529,7 +722,7 @@ class _PatientSim:
         flushed = flush_doc is not None
         bag_id = bag.bag_id
         self.later(
-            self.draw(self.staff.documentation_delay_min),
+            self.doc_delay(),
             lambda: self.emit(
                 "nursing.bag_change", bag_id=bag_id, actor_role=role, line_flushed=flushed
             ),
@@ -539,7 +732,7 @@ class _PatientSim:
         """After a stop that outlived the bag: a new bag, premedication and supervision."""
         env = self.env
         restart = self.t + stop.pause_min
-        lead = self.draw(self.staff.premedication_lead_min)
+        lead = self.lead()
         if stop.reset_dose:
             self.step_from = self.inf_done
         prefer_home = not self.hospitalized
@@ -549,67 +742,92 @@ class _PatientSim:
         )
         if stop.premed and stop.pause_min > lead:
             yield env.timeout(stop.pause_min - lead)
-            self.premed()
+            self.premed_or_same_second()
         yield env.timeout(max(0, restart - self.t))
         bag = yield dispensed
         if stop.on_restart is not None:
             stop.on_restart()
         if stop.supervise:
-            self.supervise_soon()
+            self.supervise_at_act()
         self.next_hang = self.t
         self.change(bag)
         return bag
 
-    def supervise_soon(self) -> None:
-        self.later(
-            self.draw(self.staff.documentation_delay_min),
-            lambda: self.emit("nursing.supervision", actor_role=self.role()),
-        )
+    def premed_or_same_second(self) -> None:
+        if self.b.same_second and self.rng.random() < self.b.same_second:
+            self.saw("same_second_premedication")
+            (self.before if self.rng.random() < 0.5 else self.after).append(self.premed)
+        else:
+            self.premed()
 
     # -- pump ------------------------------------------------------------------
-    def hang(self, bag: _Bag, *, first: bool) -> Proc:
+    def hang(self, bag: _Bag, *, first: bool, hot: bool = False) -> Proc:
         """The pump runs one bag until it is empty, the nurse changes it, or a long stop."""
         env = self.env
-        if not first:
+        if not first and not hot:
             yield env.timeout(self.rng.randint(1, 4))
+        if self.lost_at is not None:
+            # the engine never saw the stop: to it the drug ran on, so the cycle's total does
+            self.inf_done += self.t - self.lost_at
+            self.lost_at = None
         self.current = bag
         self.hang_min = self.t
-        rate = BAG_RATES[bag.hours]
         dose = bag.dose
-        remaining = min(bag.hours * H, CYCLE_MIN - self.inf_done)
+        remaining = min(bag.hours * H, self.cycle_min - self.inf_done)
         change_due = self.t + bag.hours * H
-        elasto = self.take("elastomeric_pump")
-        if elasto is None and self.pump_id != self.base_pump:
-            self.pump_id = self.base_pump
-            self.register_pump(self.c.pump)
-        if elasto is not None:
-            self.pump_id = f"ELASTO-{self.pid}"
-            self.register_pump("elastomeric")
-            self.mark(elasto, detail="bag hung on an elastomeric pump")
-        mismatch = self.take("rate_mismatch")
-        if mismatch is not None:
-            rate = BAG_RATES[24] if bag.hours != 24 else BAG_RATES[48]
-            self.mark(mismatch, detail=f"{bag.hours} h bag programmed at {rate:g} mL/h")
-        mg = self.take("dose_error", "mg_for_mcg")
-        if mg is not None:
-            dose = bag.dose * 1000
-            self.mark(mg, detail=f"programmed {dose:g} mcg/day (mg entered as mcg)")
-        # a bag cut short by the cycle's end cannot run past its time: wait for a full one
-        full = bag.hours * H + 6 * H <= CYCLE_MIN - self.inf_done
-        overdue = self.take("bag_overdue") if full else None
-        if overdue is not None:
-            extra = round((overdue.deviation.hours or 3) * H)
-            self.mark(overdue, self.t + bag.hours * H, f"bag left {extra / H:g} h past its time")
-            remaining = min(remaining + extra, CYCLE_MIN - self.inf_done)
-            change_due += extra
-        self.emit(
-            "pump.infusion_started",
-            drug=DRUG,
-            rate_ml_h=rate,
-            dose_mcg_day=dose,
-            bag_id=bag.bag_id,
-            vtbi_ml=BAG_VOLUMES[bag.hours],
-        )
+        mismatch = None
+        if hot:
+            swap_rate = self.take("hot_swap_wrong_rate")
+            if swap_rate is not None:
+                self.mark(
+                    swap_rate, detail=f"hot swap to a {bag.hours} h bag left at {self.rate:g}"
+                )
+                fix = round((swap_rate.deviation.hours or 2) * H)
+                self.later(fix, lambda: self.fix_rate(bag))
+            else:
+                self.rate = BAG_RATES[bag.hours]
+            overdue = self.overdue_next
+            self.overdue_next = None
+            if overdue is not None:
+                extra = round((overdue.deviation.hours or 3) * H)
+                self.mark(overdue, self.t + bag.hours * H, f"swapped bag left {extra / H:g} h over")
+                remaining = min(remaining + extra, self.cycle_min - self.inf_done)
+                change_due += extra
+        else:
+            self.rate = BAG_RATES[bag.hours]
+            elasto = self.take("elastomeric_pump")
+            if elasto is None and self.pump_id != self.base_pump:
+                self.pump_id = self.base_pump
+                self.register_pump(self.c.pump)
+            if elasto is not None:
+                self.pump_id = f"ELASTO-{self.pid}"
+                self.register_pump("elastomeric")
+                self.mark(elasto, detail="bag hung on an elastomeric pump")
+            mismatch = self.take("rate_mismatch")
+            if mismatch is not None:
+                self.rate = BAG_RATES[24] if bag.hours != 24 else BAG_RATES[48]
+                self.mark(mismatch, detail=f"{bag.hours} h bag programmed at {self.rate:g} mL/h")
+            mg = self.take("dose_error", "mg_for_mcg")
+            if mg is not None:
+                dose = bag.dose * 1000
+                self.mark(mg, detail=f"programmed {dose:g} mcg/day (mg entered as mcg)")
+            # a bag cut short by the cycle's end cannot run past its time: wait for a full one
+            full = bag.hours * H + 6 * H <= self.cycle_min - self.inf_done
+            overdue = self.take("bag_overdue") if full else None
+            if overdue is not None:
+                extra = round((overdue.deviation.hours or 3) * H)
+                self.mark(overdue, self.t + bag.hours * H, f"bag left {extra / H:g} h past time")
+                remaining = min(remaining + extra, self.cycle_min - self.inf_done)
+                change_due += extra
+            self.act(
+                "pump.infusion_started",
+                drug=DRUG,
+                rate_ml_h=self.rate,
+                dose_mcg_day=dose,
+                bag_id=bag.bag_id,
+                vtbi_ml=BAG_VOLUMES[bag.hours],
+            )
+        self.mark_forgotten(bag, remaining)
         self.running = True
         for ev in self.hang_listeners:
             if not ev.triggered:
@@ -618,13 +836,14 @@ class _PatientSim:
         if mismatch is not None:
             fix = round((mismatch.deviation.hours or 2) * H)
             self.later(fix, lambda: self.fix_rate(bag))
-        late = self.draw(self.staff.bag_change_late_min)
+        late = self.late()
         self.change_due = change_due
         self.next_hang = change_due + late
         # pharmacy prepares the next bag a few hours before it is due
         predicted = self.inf_done + remaining
         self.next_bag = None
-        if predicted < CYCLE_MIN:
+        swap = False
+        if predicted < self.cycle_min:
             prefer_home = not self.hospitalized or self.hospital_left(change_due)
             step_before = self.dose_at(self.inf_done)
 
@@ -632,15 +851,25 @@ class _PatientSim:
                 return self.bag_hours(predicted, prefer_home), self.dose_at(predicted)
 
             self.next_bag = self.pharmacy(change_due - self.rng.randint(120, 240), plan)
-            if self.dose_at(predicted) > step_before:
-                lead = self.draw(self.staff.premedication_lead_min)
+            if self.dose_at(predicted) > step_before and self.premed_step():
+                lead = self.lead()
                 self.later(max(0, self.next_hang - lead - self.t), self.premed)
+            forced = self.due_by("hot_swap_wrong_rate", change_due) or self.due_by(
+                "hot_swap_overdue", change_due
+            )
+            roll = self.b.hot_swap and self.rng.random() < self.b.hot_swap
+            if forced is not None or roll:
+                # a hot swap: the nurse hangs the next bag a little before this one empties
+                swap = True
+                self.next_hang = max(self.t + 30, change_due - self.rng.randint(5, 30))
         infused = 0
         ran = 0
         while remaining > 0:
             seg = min(remaining, self.next_hang - self.t)
             if seg <= 0:
-                self.emit("pump.infusion_stopped", reason="user")
+                if swap and self.swap_ready(bag):
+                    return _Result("swap", infused)
+                self.stop_or_lose("pump.infusion_stopped", reason="user")
                 self.running = False
                 return _Result("stopped", infused)
             t0 = self.t
@@ -658,14 +887,73 @@ class _PatientSim:
                 if stop.alarm:
                     self.emit("pump.alarm", alarm=stop.alarm)
                 self.emit("pump.infusion_stopped", reason=stop.reason)
+                if stop.final:
+                    return _Result("final", infused, stop)
+                if stop.end_cycle:
+                    return _Result("cut", infused, stop)
                 if stop.new_bag_needed or self.t + stop.pause_min >= change_due - 30:
                     return _Result("expired", infused, stop)
                 yield from self.pause(stop)
                 self.running = True
         self.running = False
         self.emit("pump.alarm", alarm="end_of_infusion")
-        self.emit("pump.infusion_completed", bag_id=bag.bag_id)
+        self.stop_or_lose("pump.infusion_completed", bag_id=bag.bag_id)
         return _Result("completed", infused)
+
+    def swap_ready(self, bag: _Bag) -> bool:
+        """A hot swap happens when the next bag is ready and runs like this one (or a drill
+        asks for a wrong-rate or overdue swap)."""
+        nxt = self.next_bag
+        if nxt is None or not nxt.triggered:
+            return False
+        new = cast(_Bag, nxt.value)
+        wrong = self.take("hot_swap_wrong_rate")
+        if wrong is not None:
+            # the drill's bag: another duration, so another label rate, same dose
+            alt = 48 if bag.hours == 24 else 24
+            self.next_bag = self.env.process(self._now(self.dispense(alt, new.dose)))
+            self.pending.insert(0, wrong)  # taken again by the swapped bag's hang
+            self.saw("hot_swap")
+            return True
+        if new.dose != bag.dose or new.hours != bag.hours:
+            return False
+        overdue = self.take("hot_swap_overdue")
+        if overdue is not None:
+            if new.hours * H + 6 * H > self.cycle_min - self.inf_done - (self.t - self.hang_min):
+                self.pending.insert(0, overdue)
+                return False
+            self.overdue_next = overdue
+        self.saw("hot_swap")
+        return True
+
+    def _now(self, value: _Bag) -> Proc:
+        yield self.env.timeout(0)
+        return value
+
+    def stop_or_lose(self, type_: str, **fields: Any) -> None:
+        """A stop at a bag change; with ``lost_stop`` it never reaches the engine."""
+        # only where a start follows (never the last stop of a cycle or a course): a stop
+        # lost before a long gap would be a drug the engine must believe still running
+        follows = self.next_bag is not None and not self.stop_course
+        if follows and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
+            self.saw("lost_stop")
+            self.lost_at = self.t
+            return
+        self.emit(type_, **fields)
+
+    def mark_forgotten(self, bag: _Bag, remaining: int) -> None:
+        """A forgotten step-up becomes certain when infusion passes the late limit."""
+        inj = self.forgot
+        if inj is None or self.step_from is None or inj.onset is not None:
+            return
+        start, _ = self.doses()
+        if abs(bag.dose - start) > 1e-9:
+            return
+        limit = self.step_from + self.step_min + self.proto.minutes("step_up_late_h")
+        if self.inf_done >= limit:
+            self.mark(inj, detail="step-up forgotten at a bag change")
+        elif self.inf_done + remaining > limit:
+            self.mark(inj, self.t + limit - self.inf_done, "step-up forgotten past the limit")
 
     def hospital_left(self, at: int) -> bool:
         days = self.hospital_days(self.cycle)
@@ -673,24 +961,25 @@ class _PatientSim:
 
     def fix_rate(self, bag: _Bag) -> None:
         if self.running and self.current is bag:
-            self.emit("pump.rate_changed", rate_ml_h=BAG_RATES[bag.hours], dose_mcg_day=bag.dose)
+            self.rate = BAG_RATES[bag.hours]
+            self.emit("pump.rate_changed", rate_ml_h=self.rate, dose_mcg_day=bag.dose)
 
     def pause(self, stop: _Stop) -> Proc:
         """A stop on the same bag: wait, premedicate before a long restart, resume."""
         env = self.env
         resume_at = self.t + stop.pause_min
-        lead = self.draw(self.staff.premedication_lead_min)
+        lead = self.lead()
         if stop.premed and stop.pause_min > lead:
             yield env.timeout(stop.pause_min - lead)
-            self.premed()
+            self.premed_or_same_second()
         yield env.timeout(max(0, resume_at - self.t))
         if stop.alarm:
             self.emit("pump.alarm", alarm=stop.alarm, cleared=True)
         if stop.on_restart is not None:
             stop.on_restart()
-        self.emit("pump.infusion_resumed", rate_ml_h=BAG_RATES[self.current.hours])
         if stop.supervise:
-            self.supervise_soon()
+            self.supervise_at_act()
+        self.act("pump.infusion_resumed", rate_ml_h=self.rate)
 
     def when_running(self, at: int, *, room_min: int = 0) -> Proc:
         """Wait until ``at``, then until the drug runs with ``room_min`` left on its bag."""
@@ -708,6 +997,11 @@ class _PatientSim:
             return False
         self.bag_proc.interrupt(stop)
         return True
+
+    def restart_stop(self, reason: str, pause: int, **kw: Any) -> _Stop:
+        """A stop whose restart gets the care the pack asks for after ``pause`` minutes."""
+        long = pause >= self.reinit_min
+        return _Stop(reason, pause, long and self.premed_restart(), long, **kw)
 
 
 # -- point deviations: processes started with the cycle, acting at their time -----
@@ -733,7 +1027,7 @@ def _long_interruption(sim: _PatientSim, inj: Injected) -> Proc:
     pause = round((d.days or 8) * DAY)
     yield from sim.when_running(sim.at(d))
     sim.mark(inj, sim.t + pause, f"restarted after {pause / DAY:g} days in the same cycle")
-    sim.interrupt(_Stop("user", pause, True, True, new_bag_needed=True))
+    sim.interrupt(sim.restart_stop("user", pause, new_bag_needed=True))
 
 
 def _grade4(sim: _PatientSim, inj: Injected) -> Proc:
@@ -749,7 +1043,7 @@ def _grade4(sim: _PatientSim, inj: Injected) -> Proc:
         sim.emit("clinical.adverse_event", category="crs", grade=0, term="resolved")
 
     sim.later(pause - 6 * H, resolved)
-    sim.interrupt(_Stop("user", pause, True, True, reset_dose=True, new_bag_needed=True))
+    sim.interrupt(sim.restart_stop("user", pause, reset_dose=True, new_bag_needed=True))
     sim.later(pause + DAY, sim.discharge)
 
 
@@ -774,7 +1068,7 @@ def _hold(sim: _PatientSim, inj: Injected) -> Proc:
     # a reaction's own finding comes first, so its onset is the reaction
     onset = sim.t if d.variant == "reaction" else sim.t + pause
     sim.mark(inj, onset, f"restarted {pause / H:g} h later while the hold was open")
-    sim.interrupt(_Stop("user", pause, True, True, on_restart=after))
+    sim.interrupt(sim.restart_stop("user", pause, on_restart=after))
 
 
 def _unreachable(sim: _PatientSim, inj: Injected) -> Proc:
@@ -789,6 +1083,57 @@ def _unreachable(sim: _PatientSim, inj: Injected) -> Proc:
     sim.emit("pump.connection_restored")
 
 
+def _weight_cross(sim: _PatientSim, inj: Injected) -> Proc:
+    """A weight recorded while the drug runs moves the patient across the dosing band."""
+    d = inj.deviation
+    yield from sim.when_running(sim.at(d), room_min=2 * H)
+    band = sim.proto.num("weight_band_kg")
+    new = round(band - 2.5 if sim.weight >= band else band + 2.0, 1)
+    old_bsa = sim.bsa
+    if sim.p.height_cm is not None:
+        bsa = mosteller(sim.p.height_cm, new)
+    else:
+        bsa = (old_bsa or 1.0) * math.sqrt(new / sim.weight)
+    recorded = round(bsa, 2) if sim.p.bsa_m2 is not None else None
+    before = sim.current.dose
+    sim.weight, sim.bsa = new, (recorded if recorded is not None else bsa)
+    sim.mark(inj, detail=f"weight {new:g} kg recorded while {before:g} mcg/day ran")
+    sim.emit("patient.weight_recorded", weight_kg=new, bsa_m2=recorded)
+
+
+def _discontinuation(sim: _PatientSim, inj: Injected) -> Proc:
+    """A grade 3 reaction that makes discontinuation certain; optionally restarted after."""
+    d = inj.deviation
+    variant = d.variant or "neuro_unresolved"
+    category = "neurotoxicity" if variant.startswith("neuro") else variant.split("_unres")[0]
+    yield from sim.when_running(sim.at(d), room_min=2 * H)
+    sim.mark(inj, detail=f"grade 3 {category} ({variant})")
+    sim.emit("clinical.adverse_event", category=category, grade=3, term=variant)
+    window = sim.proto.minutes(
+        "discontinue_neuro_h" if category == "neurotoxicity" else "discontinue_other_h"
+    )
+    if variant == "neuro_at_start_dose":
+        better = DAY  # grade 1 on the next day; the start dose already decided it
+    else:
+        better = window + 12 * H  # documented only after the window closed
+        sim.later(
+            window // 2, lambda: sim.emit("clinical.adverse_event", category=category, grade=2)
+        )
+    sim.later(better, lambda: sim.emit("clinical.adverse_event", category=category, grade=1))
+    restart = d.kind == "restart_after_discontinuation"
+    resolution = sim.proto.minutes("neuro_resolution_h") if category == "neurotoxicity" else 0
+    pause = better + resolution + 6 * H
+    yield sim.env.timeout(sim.rng.randint(5, 30))
+    if restart:
+        sim.stop_course = True
+        sim.interrupt(
+            _Stop("user", pause, sim.premed_restart(), True, reset_dose=True, new_bag_needed=True)
+        )
+    else:
+        sim.stop_course = True
+        sim.interrupt(_Stop("user", pause, False, False, final=True))
+
+
 _POINT_KINDS: dict[str, Callable[[_PatientSim, Injected], Proc]] = {
     "bolus": _bolus,
     "occlusion": _occlusion,
@@ -796,16 +1141,93 @@ _POINT_KINDS: dict[str, Callable[[_PatientSim, Injected], Proc]] = {
     "grade4_restart": _grade4,
     "restart_during_hold": _hold,
     "pump_unreachable": _unreachable,
+    "weight_crosses_band": _weight_cross,
+    "reaction_discontinuation": _discontinuation,
+    "restart_after_discontinuation": _discontinuation,
 }
 
 
+# -- clean behaviours ------------------------------------------------------------------
+
+
+def _reaction_hold(sim: _PatientSim, r: Reaction) -> Proc:
+    """Grade 3 reaction: the pump is stopped, the hold closes by the book, restart low."""
+    yield from sim.when_running(sim.at(r), room_min=2 * H)
+    if sim.cycle != r.cycle or sim.stop_course:
+        return
+    start, full = sim.doses()
+    if abs(sim.current.dose - full) > 1e-9 or full == start:
+        return  # only at the full dose: a grade 3 neurotoxicity at the start dose ends treatment
+    sim.saw(f"reaction_{r.category}")
+    neuro = r.category in ("neurotoxicity", "seizure")
+    resolution = sim.proto.minutes("neuro_resolution_h") if neuro else 0
+    after = round(r.restart_after_h * H)
+    # the hold stays within the interruption limit, so the restart continues the cycle
+    better = min(round(r.resolve_days * DAY), sim.max_pause - resolution - after - 2 * H)
+    better = max(better, 2 * H)
+    pause = better + resolution + after
+    cat = r.category
+
+    def doc(grade: int) -> Doc:
+        return lambda: sim.emit("clinical.adverse_event", category=cat, grade=grade)
+
+    # the nurse stops the pump first, then documents the reaction (after the stop's second)
+    sim.interrupt(sim.restart_stop("user", pause, reset_dose=True, new_bag_needed=True))
+    sim.later(sim.rng.randint(2, 20), doc(3))
+    if cat == "seizure":
+        sim.later(better, doc(0))  # a seizure's end is its grade 0; a grade 1 would be another
+    elif cat == "crs":
+        sim.later(better // 2, doc(2))
+        sim.later(better, doc(0))
+    else:
+        sim.later(better // 2, doc(2))
+        sim.later(better, doc(1))
+        if neuro and resolution > DAY:
+            sim.later(better + DAY, doc(0))  # a later grade 0 does not restart the 3 days
+
+
+def _interruption(sim: _PatientSim, i: Interruption) -> Proc:
+    """A clean stop: resumed on the same bag, restarted on a new one, or a new cycle."""
+    pause = round(i.hours * H)
+    yield from sim.when_running(sim.at(i), room_min=min(pause, DAY) + 2 * H)
+    if sim.cycle != i.cycle or sim.stop_course:
+        return
+    if pause > sim.max_pause:
+        sim.saw("interruption_new_cycle")
+        sim.interrupt(sim.restart_stop("user", pause, end_cycle=True))
+        return
+    sim.saw("interruption")
+    sim.interrupt(sim.restart_stop("user", pause))
+
+
+def _weights(sim: _PatientSim, cycle: int) -> Proc:
+    """Weights recorded mid-course that stay in the patient's band (no dose change due)."""
+    band = sim.proto.num("weight_band_kg")
+    for _ in range(sim.b.weights_per_cycle):
+        at = sim.cycle_start + sim.rng.randint(DAY, sim.cycle_min - 3 * DAY)
+        yield from sim.when_running(at)
+        if sim.cycle != cycle:
+            return
+        new = round(sim.weight * (1 + sim.rng.uniform(-0.015, 0.015)), 1)
+        if (new >= band) != (sim.weight >= band):
+            continue
+        if (new >= sim.floor_kg) != (sim.weight >= sim.floor_kg):
+            continue
+        bsa = None
+        if sim.p.bsa_m2 is not None and sim.bsa is not None:
+            bsa = round(sim.bsa * math.sqrt(new / sim.weight), 2)
+        sim.saw("weight_mid_course")
+        sim.emit("patient.weight_recorded", weight_kg=new, bsa_m2=bsa)
+
+
 def _short_stops(sim: _PatientSim, cycle: int) -> Proc:
-    """Clean noise: brief occlusions cleared by staff well inside 4 hours."""
+    """Clean noise: brief occlusions cleared by staff well inside the reinitiation threshold."""
     rate = sim.c.short_stops_per_cycle
     count = int(rate) + (1 if sim.rng.random() < rate - int(rate) else 0)
+    longest = max(10, min(150, sim.reinit_min - 30))
     for _ in range(count):
-        at = sim.cycle_start + sim.rng.randint(DAY, 26 * DAY)
-        pause = sim.rng.randint(10, 150)
+        at = sim.cycle_start + sim.rng.randint(DAY, sim.cycle_min - 2 * DAY)
+        pause = sim.rng.randint(min(10, longest), longest)
         yield from sim.when_running(at, room_min=pause + 2 * H)
         if sim.cycle != cycle:
             return
@@ -815,17 +1237,16 @@ def _short_stops(sim: _PatientSim, cycle: int) -> Proc:
 class Population:
     """Many patients in one SimPy environment; each with its own seeded stream of chance."""
 
-    def __init__(self, origin: datetime, seed: int | str, edition: str = "seed") -> None:
+    def __init__(self, origin: datetime, seed: int | str, protocol: Protocol) -> None:
         self.env = simpy.Environment()
         self.sink = _Sink(origin=origin - timedelta(days=1))
         self.seed = seed
-        self.edition = edition
+        self.protocol = protocol
         self.sims: list[_PatientSim] = []
 
     def add(self, plan: PatientPlan) -> None:
         rng = random.Random(f"{self.seed}/{len(self.sims)}/{plan.patient.id}")
-        floor = _PRESERVATIVE_MIN_KG[plan.patient.edition]
-        sim = _PatientSim(self.env, self.sink, plan, rng, floor)
+        sim = _PatientSim(self.env, self.sink, plan, rng, self.protocol)
         self.sims.append(sim)
         self.env.process(sim.course())
         self.env.process(_watch_cycles(sim))
@@ -833,7 +1254,9 @@ class Population:
     def run(self) -> Generated:
         self.env.run()
         injected = [inj for sim in self.sims for inj in sim.injected]
-        return Generated(self.sink.lines, injected, len(self.sims))
+        return Generated(
+            self.sink.lines, injected, len(self.sims), dict(sorted(self.sink.seen.items()))
+        )
 
 
 def _watch_cycles(sim: _PatientSim) -> Proc:
@@ -850,11 +1273,14 @@ def _watch_cycles(sim: _PatientSim) -> Proc:
             return
 
 
-def generate(scenario: Scenario, seed: int | None = None) -> Generated:
-    """One scenario's stream; ``seed`` overrides the scenario's own."""
-    pop = Population(
-        scenario.start, scenario.seed if seed is None else seed, scenario.patient.edition
-    )
+def generate(
+    scenario: Scenario, protocol: Protocol | None = None, seed: int | None = None
+) -> Generated:
+    """One scenario's stream under ``protocol`` (default: the scenario's edition and site)."""
+    if protocol is None:
+        _, protocol = load_protocol(scenario.patient.edition, scenario.site_file)
+    scenario.check(protocol)
+    pop = Population(scenario.start, scenario.seed if seed is None else seed, protocol)
     pop.add(
         PatientPlan(
             scenario.patient,
@@ -862,14 +1288,20 @@ def generate(scenario: Scenario, seed: int | None = None) -> Generated:
             scenario.staff,
             scenario.deviations,
             scenario=scenario.name,
+            behaviours=scenario.behaviours,
         )
     )
     return pop.run()
 
 
-def generate_many(plans: Iterable[PatientPlan], origin: datetime, seed: int | str) -> Generated:
+def generate_many(
+    plans: Iterable[PatientPlan], origin: datetime, seed: int | str, protocol: Protocol
+) -> Generated:
     """A population's stream, all patients interleaved in time order."""
-    pop = Population(origin, seed)
+    pop = Population(origin, seed, protocol)
     for plan in plans:
+        check_plan(
+            plan.patient, plan.course, plan.staff, plan.behaviours, plan.deviations, protocol
+        )
         pop.add(plan)
     return pop.run()

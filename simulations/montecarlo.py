@@ -1,10 +1,17 @@
 """Monte Carlo populations: many patients, full courses, deviations injected at a rate.
 
-Each patient is drawn from one ``random.Random(seed)`` (profile, course, and
-whether and where a deviation goes), then simulated with its own generator,
-so ``--seed`` alone fixes the whole population and its stream. Deviations are
-placed where they are meaningful (an unsupervised restart at home, an early
-discharge inside the hospital window), so a miss is the engine's, not the dice's.
+Each patient is drawn from one ``random.Random(seed)`` (profile, course, its
+behaviours, and whether and where a deviation goes), then simulated with its
+own generator, so ``--seed`` alone fixes the whole population and its stream.
+Deviations are placed where they are meaningful (an unsupervised restart at
+home, an early discharge inside the hospital window), so a miss is the
+engine's, not the dice's. Every number that decides where (cycle maxima,
+hospital windows, the weight band, the preservative floor) is the pack's.
+
+Patients also carry the damaged-but-correct behaviours real feeds show (hot
+swaps, lost stops and orders, same-second documentation, weights mid-course,
+unflagged preserved bags, reaction holds, interruptions, continued therapy):
+none of them is a deviation, so a clean population owes no finding at all.
 """
 
 from __future__ import annotations
@@ -14,9 +21,27 @@ import random
 from datetime import UTC, datetime
 
 from pumpguard.simulations.generator import Generated, PatientPlan, Population
-from pumpguard.simulations.scenario import Course, Deviation, Patient, Staff, max_cycles
+from pumpguard.simulations.protocol import Protocol, load_protocol
+from pumpguard.simulations.scenario import (
+    Behaviours,
+    Course,
+    Deviation,
+    Interruption,
+    Patient,
+    Reaction,
+    Staff,
+    check_plan,
+)
 
-__all__ = ["ORIGIN", "generate_population", "plan_population", "random_deviation"]
+__all__ = [
+    "BEHAVIOURS",
+    "CLASSIC_KINDS",
+    "KINDS",
+    "ORIGIN",
+    "generate_population",
+    "plan_population",
+    "random_deviation",
+]
 
 ORIGIN = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 """Population day 0 (fixed, so a seed gives the same bytes on any day)."""
@@ -39,37 +64,99 @@ KINDS = (
     "pump_unreachable",
     "short_treatment_free_interval",
     "beyond_max_cycles",
+    "hot_swap_wrong_rate",
+    "hot_swap_overdue",
+    "weight_crosses_band",
+    "preservative_bag_small_patient",
+    "reaction_discontinuation",
+    "restart_after_discontinuation",
+    "lost_cycle_order",
 )
 
+CLASSIC_KINDS = KINDS[:17]
+"""The kinds the drills knew before issue 8 (today's engine is held to these)."""
 
-def _profile(rng: random.Random, index: int, edition: str) -> Patient:
+_UNRESOLVED = (
+    "neuro_unresolved",
+    "infection_unresolved",
+    "tumor_lysis_unresolved",
+    "other_unresolved",
+)
+BEHAVIOURS = frozenset(
+    {
+        "hot_swap",
+        "lost_stop",
+        "same_second",
+        "lost_orders",
+        "mislabelled_phase",
+        "weights_mid_course",
+        "unflagged_preservative",
+        "reaction_holds",
+        "interruptions",
+        "derived_bsa",
+        "continued_therapy",
+        "infants",
+        "premed_as_required",
+    }
+)
+"""The damaged-but-correct situations a population mixes in; a subset selects some.
+
+The dice are thrown for every one whatever the subset, so a patient's profile,
+course and deviation stay the same when a behaviour is switched off: the
+difference in findings is that behaviour's alone.
+"""
+
+_CATEGORIES = ("crs", "neurotoxicity", "seizure", "infection", "tumor_lysis", "other")
+
+
+def _profile(rng: random.Random, index: int, proto: Protocol, mix: frozenset[str]) -> Patient:
     indication = rng.choices(
         ["relapsed_refractory", "mrd_positive", "consolidation"], weights=[6, 3, 1]
     )[0]
-    if rng.random() < 0.12:
-        age = rng.randint(2, 17)
-        height = 85 + 6.5 * age + rng.uniform(-8, 8)
-        weight = round(max(11.0, 2.2 * age + 8 + rng.uniform(-3, 6)), 1)
+    r = rng.random()
+    # every draw is made whatever the branch, so switching a behaviour off moves no dice
+    infant = (rng.uniform(55, 70), round(rng.uniform(5.5, 9.5), 1))
+    kid_age = rng.randint(2, 17)
+    kid = (
+        85 + 6.5 * kid_age + rng.uniform(-8, 8),
+        round(max(11.0, 2.2 * kid_age + 8 + rng.uniform(-3, 6)), 1),
+    )
+    adult_age = rng.randint(18, 84)
+    adult = (rng.uniform(150, 195), round(rng.uniform(48, 115), 1))
+    if r < 0.03 and proto.num("preservative_min_weight_kg") < 10 and "infants" in mix:
+        # an infant: the 2024 label lets preserved bags down to a few kilograms
+        age, (height, weight) = 0, infant
+    elif r < 0.15:
+        age, (height, weight) = kid_age, kid
     else:
-        age = rng.randint(18, 84)
-        height = rng.uniform(150, 195)
-        weight = round(rng.uniform(48, 115), 1)
-    bsa = round(math.sqrt(height * weight / 3600), 2)
+        age, (height, weight) = adult_age, adult
+    bsa: float | None = round(math.sqrt(height * weight / 3600), 2)
+    height_cm: float | None = None
+    derived = rng.random() < 0.3 and "derived_bsa" in mix
+    if proto.child(age) and derived:
+        # height and weight only: the engine derives the BSA (Mosteller) and says so
+        bsa, height_cm = None, round(height, 1)
+    elif not proto.child(age) and derived:
+        bsa = None
     return Patient(
         id=f"MC-{index:05d}",
         weight_kg=weight,
         bsa_m2=bsa,
+        height_cm=height_cm,
         age_years=age,
         indication=indication,
-        edition=edition,
+        edition="label-2024" if proto.edition == "label-2024" else "seed",
     )
 
 
-def _course(rng: random.Random, p: Patient) -> Course:
-    cycles = 5 if p.indication == "relapsed_refractory" else 4
-    cycles = min(cycles, max_cycles(p.edition, p.indication))
-    floor = 22.0 if p.edition == "seed" else 5.4
-    homes = [48, 96, 168] if p.weight_kg >= floor else [24, 48]
+def _course(rng: random.Random, p: Patient, proto: Protocol, mix: frozenset[str]) -> Course:
+    limit = proto.max_cycles(p.indication)
+    cycles = min(5 if p.indication == "relapsed_refractory" else 4, limit)
+    continued = rng.random() < 0.2 and "continued_therapy" in mix
+    if p.indication == "relapsed_refractory" and limit > 5 and continued:
+        cycles = rng.randint(6, limit)  # continued therapy, 56 days off after each
+    floor = proto.num("preservative_min_weight_kg")
+    homes = [48, 72, 96, 168] if p.weight_kg >= floor else [24, 48]
     return Course(
         cycles=cycles,
         home_bag_hours=rng.choice(homes),
@@ -78,104 +165,282 @@ def _course(rng: random.Random, p: Patient) -> Course:
     )
 
 
-def _home_day(rng: random.Random, p: Patient, c: Course, cycle: int) -> float:
-    """A calendar day when the patient is at home in ``cycle``."""
-    rr = p.indication == "relapsed_refractory"
-    hosp = {1: 9 if rr else 3, 2: 2}.get(cycle, 0) if c.home_infusion else 28
-    return round(rng.uniform(hosp + 2, max(hosp + 2.5, 26 - 2 * c.home_bag_hours / 24)), 2)
+def _hosp_days(p: Patient, c: Course, cycle: int, proto: Protocol) -> float:
+    if not c.home_infusion:
+        return proto.num("cycle_length_h") / 24
+    return proto.hospital_days(p.indication, cycle)
+
+
+def _home_day(rng: random.Random, p: Patient, c: Course, cycle: int, proto: Protocol) -> float:
+    """A calendar day when the patient is at home (and at the full dose) in ``cycle``."""
+    hosp = _hosp_days(p, c, cycle, proto)
+    if p.indication == "relapsed_refractory" and cycle == 1:
+        hosp = max(hosp, (proto.num("step_up_infusion_h") + proto.num("step_up_late_h")) / 24)
+    last = proto.num("cycle_length_h") / 24 - 2 - 2 * c.home_bag_hours / 24
+    return round(rng.uniform(hosp + 2, max(hosp + 2.5, last)), 2)
+
+
+def _behaviours(
+    rng: random.Random, p: Patient, c: Course, clean: bool, mix: frozenset[str]
+) -> Behaviours:
+    """The damaged-but-correct mix; clinical events (holds, long stops) on clean patients."""
+    reactions: list[Reaction] = []
+    interruptions: list[Interruption] = []
+    weights = 0
+    lost_orders = False
+    if clean:
+        if rng.random() < 0.3:
+            cycle = rng.randint(1, c.cycles)
+            first_rr = p.indication == "relapsed_refractory" and cycle == 1
+            reactions.append(
+                Reaction(
+                    category=rng.choice(_CATEGORIES),
+                    cycle=cycle,
+                    day=round(rng.uniform(11 if first_rr else 5, 20), 2),
+                    resolve_days=round(rng.uniform(0.3, 3.5), 2),
+                    restart_after_h=round(rng.uniform(2, 20), 1),
+                )
+            )
+        if rng.random() < 0.3:
+            cycle = rng.randint(1, c.cycles)
+            kind = rng.random()
+            if kind < 0.4:
+                hours = rng.uniform(0.2, 3.2)
+            elif kind < 0.85 or cycle == c.cycles:
+                hours = rng.uniform(4.0, 164.0)
+            else:
+                hours = rng.uniform(172.0, 240.0)  # longer than 7 days: a new cycle
+            # one in five right at the reinitiation threshold (4 h counts)
+            if kind >= 0.4 and rng.random() < 0.2:
+                hours = 4.0
+            interruptions.append(
+                Interruption(cycle=cycle, day=round(rng.uniform(10, 20), 2), hours=round(hours, 2))
+            )
+        weights = rng.choice([0, 0, 0, 1, 2])
+        lost_orders = rng.random() < 0.06
+    b = Behaviours(
+        hot_swap=rng.choice([0.0, 0.0, 0.1, 0.3]),
+        lost_stop=rng.choice([0.0, 0.0, 0.05, 0.15]),
+        same_second=rng.choice([0.0, 0.2, 0.5]),
+        lost_orders=lost_orders,
+        mislabelled_phase=rng.random() < 0.3,
+        weights_per_cycle=weights,
+        unflagged_preservative=rng.choice([0.0, 0.5, 1.0]),
+        reactions=tuple(reactions),
+        interruptions=tuple(interruptions),
+    )
+    off: dict[str, object] = {}
+    for name, field, none in (
+        ("hot_swap", "hot_swap", 0.0),
+        ("lost_stop", "lost_stop", 0.0),
+        ("same_second", "same_second", 0.0),
+        ("lost_orders", "lost_orders", False),
+        ("mislabelled_phase", "mislabelled_phase", False),
+        ("weights_mid_course", "weights_per_cycle", 0),
+        ("unflagged_preservative", "unflagged_preservative", 0.0),
+        ("reaction_holds", "reactions", ()),
+        ("interruptions", "interruptions", ()),
+    ):
+        if name not in mix:
+            off[field] = none
+    return b.model_copy(update=off) if off else b
 
 
 def random_deviation(
-    kind: str, rng: random.Random, p: Patient, c: Course
+    kind: str, rng: random.Random, p: Patient, c: Course, proto: Protocol
 ) -> tuple[Deviation, Patient, Course] | None:
     """A deviation of ``kind`` placed where it can happen (or None if this patient cannot)."""
     cycle = rng.randint(1, c.cycles)
     # kinds that act at a bag change need a full bag change after their day
-    day = round(rng.uniform(2, max(2.5, 26 - 2 * c.home_bag_hours / 24)), 2)
+    last = proto.num("cycle_length_h") / 24 - 2 - 2 * c.home_bag_hours / 24
+    day = round(rng.uniform(2, max(2.5, last)), 2)
+    rr = p.indication == "relapsed_refractory"
+    band = proto.num("weight_band_kg")
+    floor = proto.num("preservative_min_weight_kg")
+    reinit = proto.num("reinit_threshold_h")
     if kind in ("occlusion", "caregiver_bag_change", "restart_during_hold"):
         if not c.home_infusion:
             return None
+        hours = round(rng.uniform(reinit + 0.5, reinit + 5), 2)
+        # where R-PREMED asks nothing at this restart the ward gives it anyway (never a
+        # finding), so the occlusion owes what is due and no reading of R-PREMED decides it
+        unasked = not proto.premed_at_restart(p.age_years, p.indication, cycle)
         dev = Deviation(
             kind=kind,
             cycle=cycle,
-            day=_home_day(rng, p, c, cycle),
-            hours=round(rng.uniform(4.5, 9), 2) if kind != "caregiver_bag_change" else None,
+            day=_home_day(rng, p, c, cycle, proto),
+            hours=hours if kind != "caregiver_bag_change" else None,
             variant=rng.choice(["order", "reaction"]) if kind == "restart_during_hold" else None,
+            premedicated=kind == "occlusion" and unasked,
         )
         return dev, p, c
     if kind == "early_discharge":
         if not c.home_infusion:
             return None
         cycle = rng.randint(1, min(2, c.cycles))
-        last = 9 if cycle == 1 and p.indication == "relapsed_refractory" else 2 if cycle == 2 else 3
+        last = proto.hospital_days(p.indication, cycle)
         return Deviation(kind=kind, cycle=cycle, day=round(rng.uniform(1.2, last), 2)), p, c
     if kind == "unsupervised_cycle_start":
         if c.cycles < 3 or not c.home_infusion:
             return None
         return Deviation(kind=kind, cycle=rng.randint(3, c.cycles)), p, c
     if kind == "dose_error":
-        if p.weight_kg < 45:
+        if p.weight_kg < band:
             variant = "child_as_adult"
-        elif p.indication == "relapsed_refractory" and rng.random() < 0.5:
-            variant, cycle = "no_step_up", 1
+        elif rr and rng.random() < 0.6:
+            variant, cycle = rng.choice(["no_step_up", "step_up_forgotten"]), 1
         else:
             variant = "mg_for_mcg"
         return Deviation(kind=kind, variant=variant, cycle=cycle, day=day), p, c
     if kind == "long_interruption":
         cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
-        d = round(rng.uniform(8, 12), 1)
+        limit_days = proto.num("interruption_max_h") / 24
+        d = round(rng.uniform(limit_days + 1, limit_days + 5), 1)
         return Deviation(kind=kind, cycle=cycle, day=round(rng.uniform(10, 20), 2), days=d), p, c
     if kind == "grade4_restart":
         return Deviation(kind=kind, cycle=c.cycles, day=round(rng.uniform(10, 20), 2)), p, c
     if kind == "pump_unreachable":
-        hours = round(rng.uniform(2.5, 6), 2)
+        warn = proto.num("visibility_warn_h")
+        hours = round(rng.uniform(warn + 0.5, warn + 4), 2)
         return Deviation(kind=kind, cycle=cycle, day=day, hours=hours), p, c
     if kind == "short_treatment_free_interval":
         if c.cycles < 2:
             return None
-        days = round(rng.uniform(4, 12), 1)
-        return Deviation(kind=kind, cycle=rng.randint(2, c.cycles), days=days), p, c
+        cycle = rng.randint(2, c.cycles)
+        minimum = proto.treatment_free_h(p.indication, cycle - 1) / 24
+        days = round(rng.uniform(minimum * 0.3, minimum - 2), 1)
+        return Deviation(kind=kind, cycle=cycle, days=days), p, c
     if kind == "beyond_max_cycles":
-        limit = max_cycles(p.edition, p.indication)
+        limit = proto.max_cycles(p.indication)
+        if limit >= 9:
+            return None  # nine cycles and continued-therapy gaps: too long a course to draw
         c = c.model_copy(update={"cycles": limit + 1})
         return Deviation(kind=kind, cycle=limit + 1), p, c
+    if kind == "lost_cycle_order":
+        if c.cycles < 2:
+            return None
+        return Deviation(kind=kind, cycle=c.cycles), p, c
     if kind == "bag_overdue":
-        hours = round(rng.uniform(1.5, 6), 2)
+        grace = proto.num("bag_grace_h")
+        hours = round(rng.uniform(grace + 0.5, grace + 5), 2)
         return Deviation(kind=kind, cycle=cycle, day=day, hours=hours), p, c
     if kind == "rate_mismatch":
         cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
         return Deviation(kind=kind, cycle=cycle, day=day, hours=2), p, c
+    if kind in ("hot_swap_wrong_rate", "hot_swap_overdue"):
+        if not c.home_infusion:
+            return None
+        cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
+        grace = proto.num("bag_grace_h")
+        hours = 2.0 if kind == "hot_swap_wrong_rate" else round(rng.uniform(grace + 0.5, 5), 2)
+        home = _home_day(rng, p, c, cycle, proto)
+        return Deviation(kind=kind, cycle=cycle, day=home, hours=hours), p, c
+    if kind == "weight_crosses_band":
+        if proto.child(p.age_years) or not c.home_infusion:
+            return None
+        height = round(rng.uniform(150, 165), 1)
+        p = p.model_copy(
+            update={"weight_kg": round(band + rng.uniform(0.5, 4), 1), "height_cm": height}
+        )
+        p = p.model_copy(update={"bsa_m2": None})
+        cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
+        return Deviation(kind=kind, cycle=cycle, day=_home_day(rng, p, c, cycle, proto)), p, c
+    if kind == "preservative_bag_small_patient":
+        if not c.home_infusion or floor < 1.5:
+            return None
+        weight = round(rng.uniform(max(1.0, floor * 0.5), floor - 0.5), 1)
+        age = 0 if weight < 10 else max(1, min(17, round((weight - 8) / 2.2)))
+        height = 55 + weight * 2.5 if weight < 10 else 85 + 6.5 * age
+        p = p.model_copy(
+            update={
+                "weight_kg": weight,
+                "age_years": age,
+                "bsa_m2": round(math.sqrt(height * weight / 3600), 2),
+                "height_cm": None,
+            }
+        )
+        c = c.model_copy(update={"home_bag_hours": 48, "inpatient_bag_hours": 24})
+        cycle = rng.randint(2, c.cycles) if c.cycles > 1 and rr else cycle
+        variant = rng.choice(["flagged", "unflagged"])
+        home = _home_day(rng, p, c, cycle, proto)
+        return Deviation(kind=kind, cycle=cycle, day=home, variant=variant), p, c
+    if kind in ("reaction_discontinuation", "restart_after_discontinuation"):
+        if rr and rng.random() < 0.4:
+            step_days = (proto.num("step_up_infusion_h") - proto.num("step_up_early_h")) / 24
+            at = round(rng.uniform(1.5, step_days - 1), 2)
+            return Deviation(kind=kind, cycle=1, day=at, variant="neuro_at_start_dose"), p, c
+        variant = rng.choice(
+            [
+                "neuro_unresolved",
+                "infection_unresolved",
+                "tumor_lysis_unresolved",
+                "other_unresolved",
+            ]
+        )
+        home = _home_day(rng, p, c, cycle, proto)
+        return Deviation(kind=kind, cycle=cycle, day=home, variant=variant), p, c
     return Deviation(kind=kind, cycle=cycle, day=day), p, c
 
 
 def plan_population(
-    patients: int, error_rate: float, seed: int, edition: str = "seed"
+    patients: int,
+    error_rate: float,
+    seed: int,
+    protocol: Protocol,
+    *,
+    mix: frozenset[str] = BEHAVIOURS,
+    kinds: tuple[str, ...] = KINDS,
 ) -> list[PatientPlan]:
-    """``patients`` plans; each gets one deviation with probability ``error_rate``."""
+    """``patients`` plans; each gets one deviation with probability ``error_rate``.
+
+    ``mix`` names the damaged-but-correct behaviours to include (all by
+    default; an empty set gives the population of the drills before issue 8).
+    """
+    unknown = mix - BEHAVIOURS
+    if unknown:
+        msg = f"unknown behaviours {sorted(unknown)}; known: {', '.join(sorted(BEHAVIOURS))}"
+        raise ValueError(msg)
     rng = random.Random(seed)
     plans = []
     for i in range(patients):
-        p = _profile(rng, i, edition)
-        c = _course(rng, p)
+        p = _profile(rng, i, protocol, mix)
+        c = _course(rng, p, protocol, mix)
         devs: tuple[Deviation, ...] = ()
         if rng.random() < error_rate:
             for _ in range(5):  # some kinds do not fit some patients; draw again
-                placed = random_deviation(rng.choice(KINDS), rng, p, c)
+                placed = random_deviation(rng.choice(kinds), rng, p, c, protocol)
                 if placed is not None:
-                    dev, p, c = placed
-                    devs = (dev,)
+                    dev, p2, c2 = placed
+                    try:
+                        check_plan(p2, c2, Staff(), Behaviours(), (dev,), protocol)
+                    except ValueError:
+                        continue
+                    devs, p, c = (dev,), p2, c2
                     break
-        staff = Staff()
+        b = _behaviours(rng, p, c, not devs, mix)
+        generous = rng.random() < 0.2 or "premed_as_required" not in mix
+        staff = Staff(premedication="every_moment" if generous else "as_required")
         offset = rng.randint(0, 60 * 1440)
-        plans.append(PatientPlan(p, c, staff, devs, offset_min=offset, scenario="montecarlo"))
+        plans.append(
+            PatientPlan(p, c, staff, devs, offset_min=offset, scenario="montecarlo", behaviours=b)
+        )
     return plans
 
 
 def generate_population(
-    patients: int, error_rate: float, seed: int, edition: str = "seed"
+    patients: int,
+    error_rate: float,
+    seed: int,
+    edition: str = "seed",
+    *,
+    protocol: Protocol | None = None,
+    mix: frozenset[str] = BEHAVIOURS,
+    kinds: tuple[str, ...] = KINDS,
 ) -> Generated:
     """The population's stream, every patient interleaved in time order."""
-    pop = Population(ORIGIN, seed, edition)
-    for plan in plan_population(patients, error_rate, seed, edition):
+    if protocol is None:
+        _, protocol = load_protocol(edition)
+    pop = Population(ORIGIN, seed, protocol)
+    for plan in plan_population(patients, error_rate, seed, protocol, mix=mix, kinds=kinds):
         pop.add(plan)
     return pop.run()

@@ -8,6 +8,11 @@ the catalogue of kinds, with their default codes, is :data:`DEVIATIONS`.
 Times inside a course are given as (cycle, day): calendar day ``day`` of cycle
 ``cycle`` counts 24 h periods from that cycle's first start, as the spec does,
 and may be fractional (``day: 12.5`` is noon-ish of day 12).
+
+The language holds no protocol numbers: a scenario names its edition (and may
+name a site file), and :meth:`Scenario.check` holds it against the
+:class:`~pumpguard.simulations.protocol.Protocol` of that pack, so a site that
+moves a threshold moves what the scenario may say and which codes it owes.
 """
 
 from __future__ import annotations
@@ -18,21 +23,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pumpguard.simulations.protocol import Protocol, mosteller
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "DEVIATIONS",
     "BagHours",
+    "Behaviours",
     "Course",
     "Deviation",
+    "Interruption",
     "Patient",
+    "Reaction",
     "Scenario",
     "ScenarioError",
     "Staff",
     "catalogue_dir",
     "iter_scenario_files",
     "load_scenario",
-    "max_cycles",
 ]
 
 Indication = Literal["relapsed_refractory", "mrd_positive", "consolidation"]
@@ -52,28 +60,28 @@ DEVIATIONS: dict[str, tuple[str, ...]] = {
     "caregiver_bag_change": ("BAG_CHANGE_UNQUALIFIED",),
     "elastomeric_pump": ("UNSUITABLE_PUMP",),
     "long_interruption": ("NEW_CYCLE_REQUIRED",),
-    "grade4_restart": ("SEVERE_REACTION", "RESTART_AFTER_DISCONTINUATION"),
+    "grade4_restart": (
+        "SEVERE_REACTION",
+        "DISCONTINUATION_REQUIRED",
+        "RESTART_AFTER_DISCONTINUATION",
+    ),
     "restart_during_hold": ("RESTART_DURING_HOLD",),
     "pump_unreachable": ("DELIVERY_STATUS_UNKNOWN",),
     "short_treatment_free_interval": ("TREATMENT_FREE_INTERVAL_SHORT",),
     "beyond_max_cycles": ("MAX_CYCLES_EXCEEDED",),
+    "lost_cycle_order": ("NEW_CYCLE_REQUIRED", "CYCLE_TOO_LONG"),
+    "hot_swap_wrong_rate": ("RATE_MISMATCH",),
+    "hot_swap_overdue": ("BAG_OVERDUE",),
+    "weight_crosses_band": ("DOSE_MISMATCH",),
+    "preservative_bag_small_patient": ("PRESERVATIVE_BAG_UNDERWEIGHT",),
+    "reaction_discontinuation": ("SEVERE_REACTION", "DISCONTINUATION_REQUIRED"),
+    "restart_after_discontinuation": (
+        "SEVERE_REACTION",
+        "DISCONTINUATION_REQUIRED",
+        "RESTART_AFTER_DISCONTINUATION",
+    ),
 }
 """Every deviation kind the generator can inject, with the codes it raises by default."""
-
-_PRESERVATIVE_MIN_KG = {"seed": 22.0, "label-2024": 5.4}
-_MAX_CYCLES = {
-    ("seed", "relapsed_refractory"): 5,
-    ("seed", "mrd_positive"): 5,
-    ("seed", "consolidation"): 5,
-    ("label-2024", "relapsed_refractory"): 9,
-    ("label-2024", "mrd_positive"): 4,
-    ("label-2024", "consolidation"): 4,
-}
-
-
-def max_cycles(edition: str, indication: str) -> int:
-    """The course maximum the pack's edition allows (mirrors the pack's parameters)."""
-    return _MAX_CYCLES[(edition, indication)]
 
 
 class ScenarioError(ValueError):
@@ -90,19 +98,18 @@ class Patient(_Strict):
     id: str = "DRILL-1"
     weight_kg: float = Field(70.0, gt=0, le=300)
     bsa_m2: float | None = Field(None, gt=0, le=4)
+    height_cm: float | None = Field(None, gt=30, le=250)
     age_years: int = Field(45, ge=0, le=120)
     indication: Indication = "relapsed_refractory"
     edition: Edition = "seed"
 
-    @model_validator(mode="after")
-    def _bsa_for_small(self) -> Patient:
-        if self.weight_kg < 45 and self.bsa_m2 is None:
-            raise ValueError("patients under 45 kg are dosed by body surface area: give bsa_m2")
-        return self
-
-    @property
-    def child(self) -> bool:
-        return self.age_years < 18
+    def bsa(self) -> float | None:
+        """The recorded BSA, else Mosteller from height and weight (as the spec derives it)."""
+        if self.bsa_m2 is not None:
+            return self.bsa_m2
+        if self.height_cm is not None:
+            return mosteller(self.height_cm, self.weight_kg)
+        return None
 
     def birth_date(self, start: datetime) -> date:
         """A birth date that makes the patient ``age_years`` old throughout a long course."""
@@ -117,7 +124,7 @@ class Course(_Strict):
     home_bag_hours: BagHours = 48
     home_infusion: bool = True
     inpatient_days: dict[int, float] = Field(default_factory=dict)
-    treatment_free_days: float = Field(14, ge=0)
+    treatment_free_days: float | None = Field(None, ge=0)
     pump: Literal["ambulatory", "volumetric", "syringe"] = "ambulatory"
     short_stops_per_cycle: float = Field(0.5, ge=0, le=5)
 
@@ -128,6 +135,9 @@ class Staff(_Strict):
     bag_change_late_min: tuple[int, int] = (0, 15)
     documentation_delay_min: tuple[int, int] = (1, 20)
     premedication_lead_min: tuple[int, int] = (45, 90)
+    premedication: Literal["as_required", "every_moment"] = "as_required"
+    """``as_required`` gives it where R-PREMED asks; ``every_moment`` also at a child's later
+    cycles and at MRD-positive and consolidation restarts (more is never a finding)."""
 
     @model_validator(mode="after")
     def _sane(self) -> Staff:
@@ -135,14 +145,56 @@ class Staff(_Strict):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ValueError(f"{name}: give [low, high] with 0 <= low <= high")
-        if self.bag_change_late_min[1] > 45:
-            raise ValueError("bag_change_late_min above 45 min would run bags past their grace")
-        if self.documentation_delay_min[1] > 55:
-            raise ValueError("documentation_delay_min above 55 min leaves the supervision window")
-        lead_lo, lead_hi = self.premedication_lead_min
-        if lead_lo < 10 or lead_hi > 230:
-            raise ValueError("premedication_lead_min must stay within 10 min and 230 min")
         return self
+
+    def check(self, protocol: Protocol) -> None:
+        """Normal behaviour can stay inside the pack's windows (the generator clips the
+        high end of each span to them; a span that starts outside would be a deviation)."""
+        for name, param, margin in (
+            ("bag_change_late_min", "bag_grace_h", 15),
+            ("documentation_delay_min", "supervision_window_h", 5),
+            ("premedication_lead_min", "premedication_window_h", 10),
+        ):
+            limit = protocol.minutes(param) - margin
+            low = getattr(self, name)[0]
+            if low > limit:
+                raise ValueError(f"{name} starts at {low} min, beyond {limit} min ({param})")
+
+
+class Reaction(_Strict):
+    """A grade 3 reaction handled by the book: stop, hold, close, restart low, step up."""
+
+    category: Literal["crs", "neurotoxicity", "seizure", "infection", "tumor_lysis", "other"]
+    cycle: int = Field(1, ge=1)
+    day: float = Field(12.0, ge=1)
+    resolve_days: float = Field(1.0, gt=0, le=5)
+    restart_after_h: float = Field(6.0, ge=1, le=24)
+
+
+class Interruption(_Strict):
+    """A clean stop of ``hours``: within a cycle up to its limit, longer starts a new cycle."""
+
+    cycle: int = Field(1, ge=1)
+    day: float = Field(12.0, ge=1)
+    hours: float = Field(gt=0, le=240)
+
+
+class Behaviours(_Strict):
+    """Damaged but clinically correct situations: what real feeds and wards produce.
+
+    Shares are per occasion (a bag change, a start's documentation); none of
+    them is a deviation, so a course with them owes no finding.
+    """
+
+    hot_swap: float = Field(0.0, ge=0, le=1)
+    lost_stop: float = Field(0.0, ge=0, le=1)
+    same_second: float = Field(0.0, ge=0, le=1)
+    lost_orders: bool = False
+    mislabelled_phase: bool = False
+    weights_per_cycle: int = Field(0, ge=0, le=4)
+    unflagged_preservative: float = Field(0.0, ge=0, le=1)
+    reactions: tuple[Reaction, ...] = ()
+    interruptions: tuple[Interruption, ...] = ()
 
 
 class Deviation(_Strict):
@@ -170,70 +222,146 @@ class Deviation(_Strict):
             raise ValueError(f"{self.kind}: variant must be one of {variants or '(none)'}")
         return self
 
-    @property
-    def codes(self) -> tuple[str, ...]:
-        """The codes this deviation must raise (declared, or the kind's default)."""
+    def owed(self, patient: Patient, protocol: Protocol) -> tuple[str, ...]:
+        """The codes this deviation must raise (declared, or the kind's default for the pack)."""
         if self.expect is not None:
             return self.expect
         if self.kind == "occlusion":
             out = []
             if not self.supervised:
                 out.append("REINITIATION_UNSUPERVISED")
-            if not self.premedicated:
+            premed = protocol.premed_at_restart(patient.age_years, patient.indication, self.cycle)
+            if not self.premedicated and premed:
                 out.append("PREMEDICATION_MISSING")
             return tuple(out)
         if self.kind == "restart_during_hold" and self.variant == "reaction":
             return ("SEVERE_REACTION", "RESTART_DURING_HOLD")
+        if self.kind == "restart_during_hold":
+            return ("RESTART_DURING_HOLD",)
         return DEVIATIONS[self.kind]
 
 
+_DISCONTINUATION_VARIANTS = (
+    "neuro_at_start_dose",
+    "neuro_unresolved",
+    "infection_unresolved",
+    "tumor_lysis_unresolved",
+    "other_unresolved",
+)
 _VARIANTS: dict[str, tuple[str, ...]] = {
     "flush_at_bag_change": ("documented", "pump"),
-    "dose_error": ("mg_for_mcg", "no_step_up", "child_as_adult"),
+    "dose_error": ("mg_for_mcg", "no_step_up", "child_as_adult", "step_up_forgotten"),
     "restart_during_hold": ("order", "reaction"),
+    "preservative_bag_small_patient": ("flagged", "unflagged"),
+    "reaction_discontinuation": _DISCONTINUATION_VARIANTS,
+    "restart_after_discontinuation": _DISCONTINUATION_VARIANTS,
 }
 
 
 class Scenario(_Strict):
-    """A drill: one patient's course with the deviations to inject."""
+    """A drill: one patient's course with the deviations to inject.
+
+    ``site_file`` (relative to the scenario's folder) is a pack site file; with
+    the patient's edition it selects the parameters the drill follows.
+    """
 
     name: str
     description: str = ""
     seed: int = 1
     start: AwareDatetime = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    site_file: Path | None = None
     patient: Patient = Patient()
     course: Course = Course()
     staff: Staff = Staff()
+    behaviours: Behaviours = Behaviours()
     deviations: tuple[Deviation, ...] = ()
 
-    @model_validator(mode="after")
-    def _fits(self) -> Scenario:
-        p, c = self.patient, self.course
-        floor = _PRESERVATIVE_MIN_KG[p.edition]
-        if p.weight_kg < floor and max(c.inpatient_bag_hours, c.home_bag_hours) >= 72:
-            raise ValueError(
-                f"bags of 72 h or more hold a preservative, not for patients under {floor} kg"
-            )
-        limit = max_cycles(p.edition, p.indication)
-        for d in self.deviations:
-            if d.cycle > c.cycles:
-                raise ValueError(f"{d.kind}: cycle {d.cycle} is beyond the course ({c.cycles})")
-            if d.kind == "early_discharge" and d.cycle > 2:
-                raise ValueError("early_discharge: only cycles 1 and 2 have hospital windows")
-            if d.kind == "unsupervised_cycle_start" and d.cycle < 3:
-                raise ValueError("unsupervised_cycle_start: cycles 1 and 2 start in hospital")
-            if d.kind == "short_treatment_free_interval" and d.cycle < 2:
+    def check(self, protocol: Protocol) -> None:
+        """Refuse what cannot happen under this pack; ``ValueError`` says why."""
+        check_plan(
+            self.patient, self.course, self.staff, self.behaviours, self.deviations, protocol
+        )
+
+
+def check_plan(
+    p: Patient,
+    c: Course,
+    staff: Staff,
+    behaviours: Behaviours,
+    deviations: tuple[Deviation, ...],
+    protocol: Protocol,
+) -> None:
+    """The protocol-dependent checks of a scenario (also run on every generated patient)."""
+    staff.check(protocol)
+    band = protocol.num("weight_band_kg")
+    if p.weight_kg < band and p.bsa() is None:
+        raise ValueError(
+            f"patients under {band:g} kg are dosed by body surface area: give bsa_m2 or height_cm"
+        )
+    floor = protocol.num("preservative_min_weight_kg")
+    if p.weight_kg < floor and max(c.inpatient_bag_hours, c.home_bag_hours) >= 72:
+        raise ValueError(
+            f"bags of 72 h or more hold a preservative, not for patients under {floor:g} kg"
+        )
+    limit = protocol.max_cycles(p.indication)
+    h = protocol.num
+    for d in deviations:
+        if d.cycle > c.cycles:
+            raise ValueError(f"{d.kind}: cycle {d.cycle} is beyond the course ({c.cycles})")
+        if d.kind == "early_discharge" and protocol.hospital_days(p.indication, d.cycle) <= 0:
+            raise ValueError(f"early_discharge: cycle {d.cycle} has no hospital window")
+        if d.kind == "unsupervised_cycle_start" and d.cycle < 3:
+            raise ValueError("unsupervised_cycle_start: cycles 1 and 2 start in hospital")
+        if d.kind == "short_treatment_free_interval":
+            if d.cycle < 2:
                 raise ValueError("short_treatment_free_interval: cycle must be 2 or later")
-            if d.kind == "beyond_max_cycles" and d.cycle <= limit:
-                raise ValueError(f"beyond_max_cycles: cycle must exceed the maximum ({limit})")
-            if d.variant == "child_as_adult" and p.weight_kg >= 45:
-                raise ValueError("dose_error child_as_adult needs a patient under 45 kg")
-        if c.cycles > limit and not any(d.kind == "beyond_max_cycles" for d in self.deviations):
+            if (d.days or 7) * 24 >= protocol.treatment_free_h(p.indication, d.cycle - 1):
+                raise ValueError("short_treatment_free_interval: days must be under the minimum")
+        if d.kind == "beyond_max_cycles" and d.cycle <= limit:
+            raise ValueError(f"beyond_max_cycles: cycle must exceed the maximum ({limit})")
+        if d.variant == "child_as_adult" and p.weight_kg >= band:
+            raise ValueError(f"dose_error child_as_adult needs a patient under {band:g} kg")
+        if d.kind == "occlusion" and (d.hours or 5) < h("reinit_threshold_h"):
             raise ValueError(
-                f"{c.cycles} cycles exceed the {p.edition} maximum ({limit}) for "
-                f"{p.indication}: declare a beyond_max_cycles deviation"
+                f"occlusion: {d.hours or 5:g} h is under the {h('reinit_threshold_h'):g} h "
+                "reinitiation threshold (not a deviation)"
             )
-        return self
+        if d.kind in ("bag_overdue", "hot_swap_overdue") and (d.hours or 3) <= h("bag_grace_h"):
+            raise ValueError(f"{d.kind}: hours must exceed the {h('bag_grace_h'):g} h grace")
+        if d.kind == "pump_unreachable" and (d.hours or 3) <= h("visibility_warn_h"):
+            raise ValueError("pump_unreachable: hours must exceed the visibility warning")
+        if d.kind == "long_interruption" and (d.days or 8) * 24 <= h("interruption_max_h"):
+            raise ValueError("long_interruption: days must exceed the interruption limit")
+        if d.kind == "weight_crosses_band" and (abs(p.weight_kg - band) > 5 or p.bsa() is None):
+            raise ValueError(
+                f"weight_crosses_band: weigh within 5 kg of {band:g} kg, with a BSA or height"
+            )
+        if d.kind == "lost_cycle_order" and (d.cycle < 2 or d.cycle != c.cycles):
+            raise ValueError("lost_cycle_order: the order of the course's last cycle (2 or later)")
+        if d.kind == "preservative_bag_small_patient" and p.weight_kg >= floor:
+            raise ValueError(f"preservative_bag_small_patient: needs a patient under {floor:g} kg")
+        if d.variant == "neuro_at_start_dose":
+            step_days = (h("step_up_infusion_h") - h("step_up_early_h")) / 24
+            if p.indication != "relapsed_refractory" or d.cycle != 1 or d.day >= step_days:
+                raise ValueError(
+                    f"{d.kind} neuro_at_start_dose: R/R cycle 1 before day {step_days:g}"
+                )
+    for r in behaviours.reactions:
+        if r.cycle > c.cycles:
+            raise ValueError(f"reaction in cycle {r.cycle} is beyond the course ({c.cycles})")
+    max_h = h("interruption_max_h")
+    for i in behaviours.interruptions:
+        if i.cycle > c.cycles:
+            raise ValueError(f"interruption in cycle {i.cycle} is beyond the course")
+        if max_h - 2 <= i.hours <= max_h + 2:
+            raise ValueError(f"interruption of {i.hours:g} h: keep 2 h off the {max_h:g} h limit")
+        if i.hours >= h("reinit_threshold_h") - 0.5 and i.hours < h("reinit_threshold_h"):
+            raise ValueError("interruption just under the reinitiation threshold")
+    if c.cycles > limit and not any(d.kind == "beyond_max_cycles" for d in deviations):
+        raise ValueError(
+            f"{c.cycles} cycles exceed the {protocol.edition} maximum ({limit}) for "
+            f"{p.indication}: declare a beyond_max_cycles deviation"
+        )
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -245,6 +373,9 @@ def load_scenario(path: Path) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: a scenario is a mapping")
     data.setdefault("name", path.stem)
+    if isinstance(data.get("site_file"), str):
+        # a site file is named relative to the scenario, so a folder of drills travels whole
+        data["site_file"] = (path.parent / data["site_file"]).resolve()
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:

@@ -2,6 +2,10 @@
 
 Deviations whose codes no rule of the loaded pack can raise yet are pending,
 not failures; as rules land, the same tests start to require them.
+
+Tests marked ``needs issue 8 engine fixes`` hold the engine to the revised
+spec (``blincyto.md``, second "Readings decided"); the generator is right by
+it already, the engine of this branch is not. Lift the marks after the merge.
 """
 
 from __future__ import annotations
@@ -13,19 +17,54 @@ import pytest
 from pumpguard.cli import main
 from pumpguard.engine.findings import Severity
 from pumpguard.simulations.generator import generate
-from pumpguard.simulations.montecarlo import generate_population
+from pumpguard.simulations.montecarlo import CLASSIC_KINDS, KINDS, generate_population
 from pumpguard.simulations.scenario import catalogue_dir, iter_scenario_files, load_scenario
 from pumpguard.simulations.scoring import raisable_codes, run_engine, score
 
 CATALOGUE = list(iter_scenario_files(catalogue_dir()))
 
+_ENGINE = "needs issue 8 engine fixes"
+NEEDS_ENGINE: dict[str, str] = {
+    "32_clean_same_second": "items 1 and 17: same-second documentation and orders",
+    "33_clean_weights_mid_course": "item 19: a child's cycle 2 start needs no premedication",
+    "34_clean_child_preserved_unflagged": "items 16, 19: derived BSA; children cycle 1 only",
+    "35_clean_holds_crs_neuro_seizure": "items 10, 15: restart after a hold; neuro 3-day count",
+    "36_clean_holds_infection_tls_other": "items 10, 18, 19: holds close at grade 1",
+    "39_clean_child_premed_cycle1_only": "item 19: children premedicated in cycle 1 only",
+    "50_hot_swap_wrong_rate": "item 2: the hot-swapped bag's rate is not checked",
+    "51_hot_swap_overdue": "item 2: the hot-swapped bag's time is not tracked",
+    "52_weight_crosses_band": "item 6: a weight mid-course does not re-check the dose",
+    "53_step_up_forgotten_at_bag_change": "item 14: the forgotten step-up at a bag change",
+    "54_preserved_bag_unflagged_small_child": "item 8: a 96 h bag is preserved, flag or not",
+    "58_restart_after_discontinuation": "item 18: discontinuation by a grade 3 at 9 mcg/day",
+    "59_consolidation_beyond_max_cycles": "item 13: no consolidation course maximum",
+    "61_short_interval_after_continued_therapy": "item 9: continued therapy by cycle number",
+    "63_lost_cycle_order": "item 3: a cycle that ran exactly 672 h and continues",
+}
+"""Catalogue scenarios today's engine gets wrong, with the issue 8 item that fixes each."""
 
-@pytest.mark.parametrize("path", CATALOGUE, ids=lambda p: p.stem)
+NEW_DEVIATIONS = [p for p in CATALOGUE if p.stem >= "50"]
+
+
+def _marked(paths: list[Path], marks: dict[str, str]) -> list[object]:
+    return [
+        pytest.param(
+            p,
+            id=p.stem,
+            marks=[pytest.mark.xfail(reason=f"{_ENGINE}: {marks[p.stem]}", strict=False)]
+            if p.stem in marks
+            else [],
+        )
+        for p in paths
+    ]
+
+
+@pytest.mark.parametrize("path", _marked(CATALOGUE, NEEDS_ENGINE))
 def test_catalogue_scenario_is_detected_without_false_findings(path, pack_for):
     """Each scorable deviation is detected; nothing else above info is raised."""
     scenario = load_scenario(path)
-    pack = pack_for(scenario.patient.edition)
     gen = generate(scenario)
+    pack = pack_for(scenario.patient.edition)
     result = run_engine(gen.lines, pack)
     assert result.engine_errors == 0
     sc = score(gen, result.findings, raisable_codes(pack))
@@ -35,11 +74,49 @@ def test_catalogue_scenario_is_detected_without_false_findings(path, pack_for):
         assert d.status in ("detected", "pending")
 
 
-def test_clean_population_raises_nothing_above_info(pack_for):
-    """200 patients over full courses, no deviation: every finding is info at most."""
-    gen = generate_population(200, 0.0, seed=20261124)
+@pytest.mark.parametrize(
+    "path",
+    _marked(
+        NEW_DEVIATIONS,
+        {
+            **NEEDS_ENGINE,
+            "55_neuro_at_start_dose": "item 18: DISCONTINUATION_REQUIRED",
+            "56_neuro_unresolved_7_days": "item 18: DISCONTINUATION_REQUIRED",
+            "57_infection_unresolved_14_days": "item 18: DISCONTINUATION_REQUIRED",
+        },
+    ),
+)
+def test_new_deviation_raises_every_code_it_owes(path, pack_for):
+    """Issue 8's deviations: every owed code is raisable by the pack and raised."""
+    scenario = load_scenario(path)
+    gen = generate(scenario)
+    pack = pack_for(scenario.patient.edition)
+    result = run_engine(gen.lines, pack)
+    sc = score(gen, result.findings, raisable_codes(pack))
+    assert [(d.injected.kind, d.status, d.missing, d.pending) for d in sc.deviations] == [
+        (d.injected.kind, "detected", [], []) for d in sc.deviations
+    ]
+
+
+@pytest.mark.xfail(
+    reason=f"{_ENGINE}: item 12, a child of BSA 0.6 m² whose full dose is 9 mcg/day", strict=False
+)
+def test_clean_classic_population_raises_nothing_above_info(pack_for):
+    """200 patients over full courses without issue 8's behaviours: info at most."""
+    gen = generate_population(200, 0.0, seed=20261124, mix=frozenset())
     assert gen.patients == 200
     result = run_engine(gen.lines, pack_for("seed"))
+    loud = [f for f in result.findings if f.severity != Severity.INFO]
+    assert [(f.code, f.patient_id, f.ts, f.message) for f in loud[:5]] == []
+
+
+@pytest.mark.xfail(reason=f"{_ENGINE}: items 1, 10, 12, 15-19", strict=False)
+@pytest.mark.parametrize("edition", ["seed", "label-2024"])
+def test_clean_population_with_every_behaviour_raises_nothing_above_info(edition, pack_for):
+    """Hot swaps, lost stops and orders, same-second notes, holds...: still no finding."""
+    gen = generate_population(100, 0.0, seed=20261201, edition=edition)
+    assert all(gen.seen.get(b) for b in ("hot_swap", "lost_stop", "reaction_seizure"))
+    result = run_engine(gen.lines, pack_for(edition))
     loud = [f for f in result.findings if f.severity != Severity.INFO]
     assert [(f.code, f.patient_id, f.ts, f.message) for f in loud[:5]] == []
 
@@ -47,11 +124,24 @@ def test_clean_population_raises_nothing_above_info(pack_for):
 def test_population_with_errors_is_scored(pack_for):
     """A small population at a high error rate: every scorable deviation detected."""
     pack = pack_for("seed")
-    gen = generate_population(40, 0.8, seed=5)
+    gen = generate_population(40, 0.8, seed=5, mix=frozenset(), kinds=CLASSIC_KINDS)
     result = run_engine(gen.lines, pack)
     sc = score(gen, result.findings, raisable_codes(pack))
     assert len(sc.deviations) > 20
     assert [(d.injected.patient_id, d.injected.kind, d.missing) for d in sc.missed] == []
+    assert [(f.code, f.patient_id, f.message) for f in sc.false_findings] == []
+
+
+@pytest.mark.xfail(reason=f"{_ENGINE}: items 2, 3, 6, 8, 13, 14, 18", strict=False)
+@pytest.mark.parametrize("edition", ["seed", "label-2024"])
+def test_population_with_new_deviations_and_behaviours_is_fully_detected(edition, pack_for):
+    """Issue 8's deviations among issue 8's behaviours: all detected, no false finding."""
+    pack = pack_for(edition)
+    gen = generate_population(60, 0.9, seed=8, edition=edition, kinds=KINDS[17:])
+    result = run_engine(gen.lines, pack)
+    sc = score(gen, result.findings, raisable_codes(pack))
+    assert len(sc.deviations) > 30
+    assert [(d.injected.kind, d.status) for d in sc.deviations if d.status != "detected"] == []
     assert [(f.code, f.patient_id, f.message) for f in sc.false_findings] == []
 
 
@@ -92,6 +182,45 @@ class TestCommand:
         code = main(
             ["drill", "--patients", "5", "--error-rate", "0", "--seed", "9", "--out", str(out)]
         )
-        assert code == 0
+        assert code == 0  # a population exits 1 only for a missed deviation
         assert out.read_text() == generate_population(5, 0.0, seed=9).text()
         assert "events/s" in capsys.readouterr().out
+
+    def test_monte_carlo_report_counts_the_behaviours(self, tmp_path: Path):
+        report = tmp_path / "mc.json"
+        argv = ["drill", "--patients", "12", "--error-rate", "0", "--seed", "3"]
+        main([*argv, "--json", str(report)])
+        seen = json.loads(report.read_text())["behaviours"]
+        assert seen["hot_swap"] > 0
+        assert any(name.startswith("same_second_") for name in seen)
+
+    @pytest.mark.parametrize("mode", [["--catalogue"], ["--patients", "3"]])
+    def test_generate_only_without_out_is_a_usage_error(self, mode, capsys):
+        """Nothing would be written and nothing evaluated: exit 2, saying why."""
+        assert main(["drill", *mode, "--generate-only"]) == 2
+        assert "--generate-only needs --out" in capsys.readouterr().err
+
+    def test_hl7_output_keeps_every_event_it_cannot_carry(self, tmp_path: Path):
+        """Bag changes (and all HL7 cannot express) go to OUT-stem.rest.jsonl, none lost."""
+        out = tmp_path / "drill.hl7"
+        path = catalogue_dir() / "30_clean_hot_swaps.yaml"
+        argv = ["drill", str(path), "--generate-only", "--out", str(out), "--format", "hl7"]
+        assert main(argv) == 0
+        stream = [json.loads(line) for line in generate(load_scenario(path)).lines]
+        side = tmp_path / "drill.rest.jsonl"
+        rest = [json.loads(line) for line in side.read_text().splitlines()]
+        hl7 = out.read_text()
+        rest_ids = {e["event_id"] for e in rest}
+        lost = [
+            e for e in stream if e["event_id"] not in rest_ids and f"|{e['event_id']}|" not in hl7
+        ]
+        assert lost == []
+        bag_changes = [e for e in stream if e["type"] == "pump.bag_changed"]
+        assert bag_changes
+        assert all(e["event_id"] in rest_ids for e in bag_changes)
+
+    def test_help_names_the_side_file_as_written(self, capsys):
+        with pytest.raises(SystemExit):
+            main(["drill", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "out.hl7 -> out.rest.jsonl" in text
