@@ -526,7 +526,7 @@ class _PatientSim:
             return "consolidation"
         if cycle <= 2:
             return "induction"
-        if cycle < self.proto.num("continued_from_cycle"):
+        if cycle < self.proto.num("continued_first_cycle"):
             return "consolidation"
         # the spec reads cycles 6 to 9 by their number, whatever the order's phase says
         return "consolidation" if self.b.mislabelled_phase else "continued"
@@ -869,7 +869,7 @@ class _PatientSim:
             if seg <= 0:
                 if swap and self.swap_ready(bag):
                     return _Result("swap", infused)
-                self.stop_or_lose("pump.infusion_stopped", reason="user")
+                self.stop_or_lose("pump.infusion_stopped", bag, reason="user")
                 self.running = False
                 return _Result("stopped", infused)
             t0 = self.t
@@ -897,7 +897,7 @@ class _PatientSim:
                 self.running = True
         self.running = False
         self.emit("pump.alarm", alarm="end_of_infusion")
-        self.stop_or_lose("pump.infusion_completed", bag_id=bag.bag_id)
+        self.stop_or_lose("pump.infusion_completed", bag, bag_id=bag.bag_id)
         return _Result("completed", infused)
 
     def swap_ready(self, bag: _Bag) -> bool:
@@ -930,12 +930,21 @@ class _PatientSim:
         yield self.env.timeout(0)
         return value
 
-    def stop_or_lose(self, type_: str, **fields: Any) -> None:
+    def stop_or_lose(self, type_: str, bag: _Bag, **fields: Any) -> None:
         """A stop at a bag change; with ``lost_stop`` it never reaches the engine."""
         # only where a start follows (never the last stop of a cycle or a course): a stop
-        # lost before a long gap would be a drug the engine must believe still running
-        follows = self.next_bag is not None and not self.stop_course
-        if follows and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
+        # lost before a long gap would be a drug the engine must believe still running;
+        # and only before a bag that runs like this one: without its stop, the next bag's
+        # change reads as a hot swap, and a hot swap to another label rate is a deviation
+        nxt = self.next_bag
+        follows = nxt is not None and not self.stop_course
+        alike = (
+            nxt is not None
+            and nxt.triggered
+            and cast(_Bag, nxt.value).hours == bag.hours
+            and cast(_Bag, nxt.value).dose == bag.dose
+        )
+        if follows and alike and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
             self.saw("lost_stop")
             self.lost_at = self.t
             return
@@ -1110,7 +1119,7 @@ def _discontinuation(sim: _PatientSim, inj: Injected) -> Proc:
     sim.mark(inj, detail=f"grade 3 {category} ({variant})")
     sim.emit("clinical.adverse_event", category=category, grade=3, term=variant)
     window = sim.proto.minutes(
-        "discontinue_neuro_h" if category == "neurotoxicity" else "discontinue_other_h"
+        "neuro_discontinue_h" if category == "neurotoxicity" else "other_discontinue_h"
     )
     if variant == "neuro_at_start_dose":
         better = DAY  # grade 1 on the next day; the start dose already decided it

@@ -24,18 +24,6 @@ from pumpguard.rules import default_pack
 
 __all__ = ["Protocol", "load_protocol", "mosteller"]
 
-_PENDING_DEFAULTS: dict[str, Any] = {
-    # R-STOP windows (spec: 7 days neurotoxicity, 14 days other); the pack gains them in issue 8
-    "discontinue_neuro_h": 168.0,
-    "discontinue_other_h": 336.0,
-    # R-PREMED: restart premedication for MRD-positive and consolidation adults, off by default
-    "premed_restart_mrd_consolidation": False,
-    # label-2024: cycles 6 to 9 of an R/R course are continued therapy
-    "continued_from_cycle": 6,
-}
-"""Parameters the pack does not have yet, with the spec's value; the pack's own wins."""
-
-
 def mosteller(height_cm: float, weight_kg: float) -> float:
     """Body surface area (m²) by Mosteller, as the spec derives it when no BSA is recorded."""
     return math.sqrt(height_cm * weight_kg / 3600)
@@ -54,16 +42,18 @@ class Protocol:
         return cls(pack.edition, pack.site, pack.params)
 
     def num(self, name: str) -> float:
-        """A numeric parameter; a missing one that the spec names falls back to its value."""
+        """A numeric parameter of the pack in force."""
         if name in self.params:
             return float(self.params[name])
-        if name in _PENDING_DEFAULTS:
-            return float(_PENDING_DEFAULTS[name])
         msg = f"the rule pack has no parameter {name!r}"
         raise KeyError(msg)
 
     def flag(self, name: str) -> bool:
-        return bool(self.params.get(name, _PENDING_DEFAULTS.get(name, False)))
+        """A yes/no parameter of the pack in force."""
+        if name in self.params:
+            return bool(self.params[name])
+        msg = f"the rule pack has no parameter {name!r}"
+        raise KeyError(msg)
 
     def minutes(self, name: str) -> int:
         """An hours parameter in whole minutes (the generator's clock)."""
@@ -71,10 +61,10 @@ class Protocol:
 
     # -- course --------------------------------------------------------------------
     def max_cycles(self, indication: str) -> int:
-        """The course maximum for an indication (consolidation falls back to MRD's)."""
+        """The course maximum for an indication."""
         if indication == "relapsed_refractory":
             return int(self.num("max_cycles"))
-        if indication == "consolidation" and "max_cycles_consolidation" in self.params:
+        if indication == "consolidation":
             return int(self.num("max_cycles_consolidation"))
         return int(self.num("max_cycles_mrd"))
 
@@ -82,7 +72,7 @@ class Protocol:
         """A continued-therapy cycle (R/R, by its number), where the edition has them."""
         return (
             indication == "relapsed_refractory"
-            and cycle >= self.num("continued_from_cycle")
+            and cycle >= self.num("continued_first_cycle")
             and self.num("tfi_continued_h") != self.num("tfi_min_h")
         )
 

@@ -26,6 +26,7 @@ from pumpguard.engine.clock import SimulatedClock
 from pumpguard.engine.core import Engine
 from pumpguard.engine.events import Event, event_adapter
 from pumpguard.engine.findings import Finding, Severity
+from pumpguard.engine.ordering import same_second_rank
 from pumpguard.engine.pack import CompiledPack
 from pumpguard.simulations.generator import Generated, Injected
 
@@ -61,6 +62,8 @@ def run_engine(lines: Iterable[str], pack: CompiledPack) -> EngineRun:
     """Validate and evaluate a time-ordered stream with a SimPy-driven simulated clock."""
     started = time.perf_counter()
     events: list[Event] = [event_adapter.validate_json(line) for line in lines]
+    # the replay's order: time, patient, then documentation before pump acts within a second
+    events.sort(key=lambda e: (e.ts, e.patient_id, same_second_rank(e.type)))
     if not events:
         return EngineRun([], 0, 0.0, 0)
     origin = events[0].ts.timestamp()

@@ -23,43 +23,10 @@ from pumpguard.simulations.scoring import raisable_codes, run_engine, score
 
 CATALOGUE = list(iter_scenario_files(catalogue_dir()))
 
-_ENGINE = "needs issue 8 engine fixes"
-NEEDS_ENGINE: dict[str, str] = {
-    "32_clean_same_second": "items 1 and 17: same-second documentation and orders",
-    "33_clean_weights_mid_course": "item 19: a child's cycle 2 start needs no premedication",
-    "34_clean_child_preserved_unflagged": "items 16, 19: derived BSA; children cycle 1 only",
-    "35_clean_holds_crs_neuro_seizure": "items 10, 15: restart after a hold; neuro 3-day count",
-    "36_clean_holds_infection_tls_other": "items 10, 18, 19: holds close at grade 1",
-    "39_clean_child_premed_cycle1_only": "item 19: children premedicated in cycle 1 only",
-    "50_hot_swap_wrong_rate": "item 2: the hot-swapped bag's rate is not checked",
-    "51_hot_swap_overdue": "item 2: the hot-swapped bag's time is not tracked",
-    "52_weight_crosses_band": "item 6: a weight mid-course does not re-check the dose",
-    "53_step_up_forgotten_at_bag_change": "item 14: the forgotten step-up at a bag change",
-    "54_preserved_bag_unflagged_small_child": "item 8: a 96 h bag is preserved, flag or not",
-    "58_restart_after_discontinuation": "item 18: discontinuation by a grade 3 at 9 mcg/day",
-    "59_consolidation_beyond_max_cycles": "item 13: no consolidation course maximum",
-    "61_short_interval_after_continued_therapy": "item 9: continued therapy by cycle number",
-    "63_lost_cycle_order": "item 3: a cycle that ran exactly 672 h and continues",
-}
-"""Catalogue scenarios today's engine gets wrong, with the issue 8 item that fixes each."""
-
 NEW_DEVIATIONS = [p for p in CATALOGUE if p.stem >= "50"]
 
 
-def _marked(paths: list[Path], marks: dict[str, str]) -> list[object]:
-    return [
-        pytest.param(
-            p,
-            id=p.stem,
-            marks=[pytest.mark.xfail(reason=f"{_ENGINE}: {marks[p.stem]}", strict=False)]
-            if p.stem in marks
-            else [],
-        )
-        for p in paths
-    ]
-
-
-@pytest.mark.parametrize("path", _marked(CATALOGUE, NEEDS_ENGINE))
+@pytest.mark.parametrize("path", CATALOGUE, ids=lambda p: p.stem)
 def test_catalogue_scenario_is_detected_without_false_findings(path, pack_for):
     """Each scorable deviation is detected; nothing else above info is raised."""
     scenario = load_scenario(path)
@@ -74,18 +41,7 @@ def test_catalogue_scenario_is_detected_without_false_findings(path, pack_for):
         assert d.status in ("detected", "pending")
 
 
-@pytest.mark.parametrize(
-    "path",
-    _marked(
-        NEW_DEVIATIONS,
-        {
-            **NEEDS_ENGINE,
-            "55_neuro_at_start_dose": "item 18: DISCONTINUATION_REQUIRED",
-            "56_neuro_unresolved_7_days": "item 18: DISCONTINUATION_REQUIRED",
-            "57_infection_unresolved_14_days": "item 18: DISCONTINUATION_REQUIRED",
-        },
-    ),
-)
+@pytest.mark.parametrize("path", NEW_DEVIATIONS, ids=lambda p: p.stem)
 def test_new_deviation_raises_every_code_it_owes(path, pack_for):
     """Issue 8's deviations: every owed code is raisable by the pack and raised."""
     scenario = load_scenario(path)
@@ -98,9 +54,6 @@ def test_new_deviation_raises_every_code_it_owes(path, pack_for):
     ]
 
 
-@pytest.mark.xfail(
-    reason=f"{_ENGINE}: item 12, a child of BSA 0.6 m² whose full dose is 9 mcg/day", strict=False
-)
 def test_clean_classic_population_raises_nothing_above_info(pack_for):
     """200 patients over full courses without issue 8's behaviours: info at most."""
     gen = generate_population(200, 0.0, seed=20261124, mix=frozenset())
@@ -110,7 +63,6 @@ def test_clean_classic_population_raises_nothing_above_info(pack_for):
     assert [(f.code, f.patient_id, f.ts, f.message) for f in loud[:5]] == []
 
 
-@pytest.mark.xfail(reason=f"{_ENGINE}: items 1, 10, 12, 15-19", strict=False)
 @pytest.mark.parametrize("edition", ["seed", "label-2024"])
 def test_clean_population_with_every_behaviour_raises_nothing_above_info(edition, pack_for):
     """Hot swaps, lost stops and orders, same-second notes, holds...: still no finding."""
@@ -132,7 +84,6 @@ def test_population_with_errors_is_scored(pack_for):
     assert [(f.code, f.patient_id, f.message) for f in sc.false_findings] == []
 
 
-@pytest.mark.xfail(reason=f"{_ENGINE}: items 2, 3, 6, 8, 13, 14, 18", strict=False)
 @pytest.mark.parametrize("edition", ["seed", "label-2024"])
 def test_population_with_new_deviations_and_behaviours_is_fully_detected(edition, pack_for):
     """Issue 8's deviations among issue 8's behaviours: all detected, no false finding."""

@@ -152,12 +152,10 @@ class TestEdition:
         assert 168 in hours
 
 
-class TestPendingParameters:
-    def test_consolidation_maximum_falls_back_to_mrd(self, protocol_for):
-        """Until the pack has max_cycles_consolidation, consolidation uses the MRD maximum."""
+class TestParameters:
+    def test_consolidation_maximum_is_the_packs(self, protocol_for):
+        assert protocol_for("label-2024").max_cycles("consolidation") == 4
         params = dict(protocol_for("label-2024").params)
-        params.pop("max_cycles_consolidation", None)
-        assert Protocol("label-2024", None, params).max_cycles("consolidation") == 4
         params["max_cycles_consolidation"] = 6
         assert Protocol("label-2024", None, params).max_cycles("consolidation") == 6
 
