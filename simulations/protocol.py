@@ -24,6 +24,7 @@ from pumpguard.rules import default_pack
 
 __all__ = ["Protocol", "load_protocol", "mosteller"]
 
+
 def mosteller(height_cm: float, weight_kg: float) -> float:
     """Body surface area (m²) by Mosteller, as the spec derives it when no BSA is recorded."""
     return math.sqrt(height_cm * weight_kg / 3600)
