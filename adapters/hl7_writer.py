@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from pumpguard.adapters.mdc import Term, term_code, term_refid
+from pumpguard.engine.errors import SinkError
 from pumpguard.engine.events import (
     BagChanged as BagChangedEvent,
 )
@@ -73,7 +74,7 @@ _ALARM_TERM = {
 }
 
 
-class UnsupportedEvent(ValueError):
+class UnsupportedEvent(SinkError):
     """An event HL7 v2 (as pumpguard writes it) cannot carry."""
 
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 from pumpguard.adapters.base import FindingSink
-from pumpguard.adapters.hl7_writer import escape, format_dtm, frame
+from pumpguard.adapters.hl7_writer import UnsupportedEvent, escape, format_dtm, frame
 from pumpguard.adapters.jsonl import JsonlFindingSink
 from pumpguard.engine.errors import SinkError
 from pumpguard.engine.findings import Finding
@@ -109,7 +109,7 @@ class Hl7AlertSink(FindingSink):
     def write(self, finding: Finding) -> None:
         try:
             text = frame([oru_r40(finding)], self._framing)
-        except ValueError as exc:
+        except (ValueError, UnsupportedEvent) as exc:
             msg = f"finding {finding.finding_id} cannot be written as HL7: {exc}"
             raise SinkError(msg, patient_id=finding.patient_id) from exc
         self._stream.write(text)

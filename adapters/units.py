@@ -7,10 +7,12 @@ unknown, not zero.
 
 from __future__ import annotations
 
+from pumpguard.engine.errors import SchemaError
+
 __all__ = ["UnitError", "convert", "normalise_unit"]
 
 
-class UnitError(ValueError):
+class UnitError(SchemaError):
     """A value in a unit we do not convert (or that needs a missing weight)."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pumpguard.engine.errors import PumpguardError
 from pumpguard.simulations.protocol import Protocol, mosteller
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -84,7 +85,7 @@ DEVIATIONS: dict[str, tuple[str, ...]] = {
 """Every deviation kind the generator can inject, with the codes it raises by default."""
 
 
-class ScenarioError(ValueError):
+class ScenarioError(PumpguardError):
     """A scenario file that cannot be read or does not make sense; names the file."""
 
 
