@@ -936,6 +936,8 @@ class _PatientSim:
         # lost before a long gap would be a drug the engine must believe still running;
         # and only before a bag that runs like this one: without its stop, the next bag's
         # change reads as a hot swap, and a hot swap to another label rate is a deviation
+        # and not where the next bag may go on another pump (the engine would see two pumps
+        # delivering), nor at the cycle's last bag change (the gap would pass 28 days)
         nxt = self.next_bag
         follows = nxt is not None and not self.stop_course
         alike = (
@@ -944,7 +946,12 @@ class _PatientSim:
             and cast(_Bag, nxt.value).hours == bag.hours
             and cast(_Bag, nxt.value).dose == bag.dose
         )
-        if follows and alike and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
+        same_pump = self.pump_id == self.base_pump and not any(
+            i.deviation.kind == "elastomeric_pump" for i in self.pending
+        )
+        room = self.cycle_min - self.inf_done > bag.hours * H
+        lose = follows and alike and same_pump and room
+        if lose and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
             self.saw("lost_stop")
             self.lost_at = self.t
             return
