@@ -8,7 +8,7 @@ name or by sniffing the input, and nothing downstream knows which one ran.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Literal
@@ -22,6 +22,7 @@ __all__ = [
     "Record",
     "Reject",
     "Tally",
+    "fate_of",
     "unknown_fields_warning",
 ]
 
@@ -84,6 +85,22 @@ class Tally:
         return self.records == self.events + self.warned + self.rejected
 
 
+Fate = Literal["event", "warning", "reject"]
+
+
+def fate_of(records: Sequence[Record]) -> Fate:
+    """The one fate of a record from what it yielded, by :class:`Tally`'s precedence.
+
+    A record that yielded nothing at all counts as rejected: a source must say
+    why it dropped something, and this keeps a silent drop visible in the tally.
+    """
+    if any(not isinstance(r, Reject) for r in records):
+        return "event"
+    if not records or any(isinstance(r, Reject) and r.level == "error" for r in records):
+        return "reject"
+    return "warning"
+
+
 def unknown_fields_warning(event: Event, source: str, position: str) -> Reject | None:
     """A warning for fields version 1 does not define, so they are never ignored in silence."""
     unknown = event.unknown_fields
@@ -106,8 +123,16 @@ class EventSource:
     """
 
     name: str = "source"
+    label: str = ""
+    """The input as the user named it (a path, or ``<stdin>``): every reject carries it."""
     tally: Tally
     """Filled while iterating: one fate per record read (see :class:`Tally`)."""
+    position: str = ""
+    """Where the record last yielded came from (``line 7``, ``entry 3``, ``row 4 (line 5)``).
+
+    Set before each yield, so a caller that gets an event can say where it was
+    read (a duplicate id is reported there) and, should the source fail, where.
+    """
 
     def __iter__(self) -> Iterator[Record]:
         raise NotImplementedError

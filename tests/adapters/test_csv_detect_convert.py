@@ -51,7 +51,7 @@ class TestCsv:
             CsvSource(write_csv(tmp_path, bad, START_ROW), CsvMapping.from_yaml(MAPPING))
         )
         assert isinstance(records[0], Reject)
-        assert records[0].position == "row 2"
+        assert records[0].position == "row 2 (line 2)"
         assert "drops/min" in records[0].reason
         assert records[1].type == "pump.infusion_started"
 
