@@ -13,15 +13,19 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Literal
 
+from pumpguard.adapters.common import quote
+from pumpguard.engine.errors import InputError
 from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding
 
 __all__ = [
+    "STOPPED",
     "EventSource",
     "FindingSink",
     "Record",
     "Reject",
     "Tally",
+    "drain",
     "fate_of",
     "unknown_fields_warning",
 ]
@@ -150,6 +154,42 @@ class EventSource:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+STOPPED = "reading stopped here: "
+"""How the reject that ends a failed source begins (see :func:`drain`)."""
+
+
+def drain(source: EventSource) -> Iterator[tuple[Record, str]]:
+    """Every record of ``source`` with where it was read; a failing source ends in a reject.
+
+    One input that breaks must cost what is left of that input, never the run:
+    so an exception from the source (a defect, or an input error it did not turn
+    into a reject) becomes a last reject naming the position reached, and the
+    caller goes on with its other inputs. Only the source is guarded: what the
+    caller does with a record is not.
+    """
+    n = 0
+    with source:
+        records = iter(source)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:
+                where = source.position or (f"after record {n}" if n else "start of file")
+                why = (
+                    exc.message
+                    if isinstance(exc, InputError)
+                    else f"{type(exc).__name__}: {quote(str(exc))} (a defect in pumpguard; "
+                    "please report it)"
+                )
+                reason = f"{STOPPED}{why}; the rest of this input was not read"
+                yield Reject(source.label or source.name, where, reason), where
+                return
+            n += 1
+            yield record, source.position or f"record {n}"
 
 
 class FindingSink:

@@ -24,7 +24,7 @@ from pumpguard.engine.errors import ParseError
 from pumpguard.engine.events import Event, event_adapter
 from pydantic import ValidationError
 
-__all__ = ["CanonicalJsonSource", "detect_format", "not_a_file", "open_source"]
+__all__ = ["CanonicalJsonSource", "EmptySource", "detect_format", "not_a_file", "open_source"]
 
 _HL7_SUFFIXES = {".hl7", ".mllp", ".er7", ".msg"}
 """Always HL7: the reader reports an empty file or junk before the first MSH itself."""
@@ -95,10 +95,24 @@ def _lines_kind(path: Path) -> str:
     return "fhir-ndjson" if is_fhir_json(_first_json_line(path)) else "jsonl"
 
 
-def detect_format(path: Path) -> str:
+def is_blank(path: Path) -> bool:
+    """True for a file with nothing but white space (or nothing at all) in it."""
+    with path.open("rb") as fh:
+        first = True
+        while chunk := fh.read(1 << 16):
+            if first:
+                chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+                first = False
+            if chunk.strip():
+                return False
+    return True
+
+
+def detect_format(path: Path, label: str | None = None) -> str:
     """The format name: jsonl, fhir-ndjson, fhir-json, json, hl7, csv or fhir-xml."""
     suffix = path.suffix.lower()
     head = _head(path)
+    name = label or str(path)
     if suffix in (".jsonl", ".ndjson"):
         return _lines_kind(path)
     if suffix == ".json":
@@ -120,10 +134,10 @@ def detect_format(path: Path) -> str:
     if _has_msh(head):
         return "hl7"
     if suffix == ".txt":
-        msg = f"{path}: neither HL7 v2 (no MSH segment) nor JSON lines; not HL7 v2"
-        raise ParseError(msg, source=str(path))
-    msg = f"{path}: format not recognised (HL7 v2, FHIR JSON/NDJSON, canonical JSONL or CSV)"
-    raise ParseError(msg, source=str(path))
+        msg = f"{name}: neither HL7 v2 (no MSH segment) nor JSON lines; not HL7 v2"
+        raise ParseError(msg, source=name)
+    msg = f"{name}: format not recognised (HL7 v2, FHIR JSON/NDJSON, canonical JSONL or CSV)"
+    raise ParseError(msg, source=name)
 
 
 def open_source(
@@ -131,8 +145,15 @@ def open_source(
 ) -> EventSource:
     """The source that reads ``path``; ParseError if the format cannot be told."""
     path = Path(path)
-    kind = detect_format(path)
     label = label or str(path)
+    try:
+        blank = is_blank(path)
+    except OSError as exc:
+        msg = f"{label}: cannot be read ({exc.strerror or exc})"
+        raise ParseError(msg, source=label) from exc
+    if blank:
+        return EmptySource(label)
+    kind = detect_format(path, label)
     if kind == "jsonl":
         return JsonlSource(path, label=label)
     if kind == "json":
@@ -148,6 +169,24 @@ def open_source(
         msg = f"{label}: CSV needs a column mapping (csv_mappings in the adapter config)"
         raise ParseError(msg, source=label)
     return CsvSource(path, config=config, label=label)
+
+
+class EmptySource(EventSource):
+    """A file with nothing in it: one reject says so, whatever its extension promised.
+
+    An empty input is most often the wrong file or a failed export; it is
+    reported (and fails the run) rather than passing as a clean one.
+    """
+
+    name = "empty"
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tally = Tally()
+
+    def __iter__(self) -> Iterator[Record]:
+        self.position = "line 1"
+        yield Reject(self.label, "line 1", "empty file: no records to read")
 
 
 class CanonicalJsonSource(EventSource):
