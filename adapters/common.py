@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+from datetime import date, datetime
 from typing import Any, cast
 
 from pumpguard.engine.errors import ParseError
@@ -17,6 +18,7 @@ __all__ = [
     "canonical_json",
     "coerce_enums",
     "describe_invalid",
+    "json_kind",
     "load_json",
     "make_event",
     "quote",
@@ -80,7 +82,8 @@ class _Quoted:
     __slots__ = ("text",)
 
     def __init__(self, value: object) -> None:
-        self.text = quote(value)
+        # A time mapped by an adapter reads as the ISO text it came from, not a constructor.
+        self.text = quote(value.isoformat() if isinstance(value, datetime | date) else value)
 
     def __repr__(self) -> str:
         return self.text
@@ -111,7 +114,9 @@ class _ClippedErrors:
 
 def describe_invalid(exc: ValidationError) -> str:
     """The gate's sentence for a validation error, quoting at most ~200 characters a value."""
-    return describe_validation_error(cast(ValidationError, _ClippedErrors(exc)))
+    text = describe_validation_error(cast(ValidationError, _ClippedErrors(exc)))
+    # A whole-record problem has no field name; the gate then leaves an empty one.
+    return text.removeprefix(": ")
 
 
 def load_json(text: str | bytes) -> object:
@@ -129,3 +134,18 @@ def load_json(text: str | bytes) -> object:
         raise ParseError("JSON nested too deeply to read (over ~1,000 levels)") from None
     except UnicodeDecodeError as exc:
         raise ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+
+
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words ("an object", "null"), for a reason."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"

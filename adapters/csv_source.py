@@ -222,6 +222,41 @@ def _load_mappings(config: AdapterConfig) -> list[CsvMapping]:
     return found
 
 
+class _Lines:
+    """The physical lines of a text, counted, for a csv reader to pull from.
+
+    Counting here rather than trusting ``reader.line_num`` lets a row that
+    failed be skipped to its end and a fresh reader carry on with true numbers.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self.number = 0
+        self._quotes = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.number += 1
+        self._quotes += line.count('"')
+        return line
+
+    def mark(self) -> int:
+        """Start a record here; its first line's number."""
+        self._quotes = 0
+        return self.number + 1
+
+    def skip_open_quote(self) -> None:
+        """Consume lines until the quotes opened since :meth:`mark` are closed."""
+        while self._quotes % 2:
+            try:
+                next(self)
+            except StopIteration:
+                return
+
+
 def _count_rows(text: str) -> int:
     """How many non-blank rows follow the header (for a file none of whose rows can be read)."""
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -289,16 +324,21 @@ class CsvSource(EventSource):
         yield from self._rows(mapping, mapping.decode(raw), zone)
 
     def _rows(self, mapping: CsvMapping, text: str, zone: ZoneInfo | None) -> Iterator[Record]:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
+        lines = _Lines(text)
+        reader = csv.reader(lines, delimiter=mapping.delimiter)
         header: list[str] | None = None
         rowno = 0
         while True:
-            start = reader.line_num + 1
+            start = lines.mark()
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
+                # The reader stops mid-record; skip to the record's end so the next
+                # row is read from its own first line, not from inside a quoted cell.
+                lines.skip_open_quote()
+                reader = csv.reader(lines, delimiter=mapping.delimiter)
                 rowno += 1
                 self.position = position = f"row {rowno} (line {start})"
                 self.tally.note("reject")
@@ -340,6 +380,10 @@ class CsvSource(EventSource):
             msg = f"row has {len(row)} cells, the header {len(header)}; not guessed which is which"
             raise InputError(msg)
         joined = "".join(row)
+        if "\x00" in joined:
+            col = next(h for h, cell in zip(header, row, strict=True) if "\x00" in cell)
+            msg = f"a NUL byte in column {quote(col)}: a binary or damaged export, not read"
+            raise InputError(msg)
         bad = _UNDECODED.search(joined)
         if bad is not None:
             byte = ord(bad.group()) - 0xDC00

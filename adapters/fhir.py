@@ -23,7 +23,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from pumpguard.adapters.base import EventSource, Record, Reject, Tally, fate_of
-from pumpguard.adapters.common import describe_invalid, load_json, make_event, quote
+from pumpguard.adapters.common import describe_invalid, json_kind, load_json, make_event, quote
 from pumpguard.adapters.config import AdapterConfig, Binder
 from pumpguard.adapters.units import UnitError, convert, normalise_unit
 from pumpguard.engine.errors import InputError, ParseError
@@ -148,8 +148,7 @@ class FhirSource(EventSource):
         """One record per entry; a Bundle without a usable entry list is one record."""
         entries = bundle.get("entry", [])
         if not isinstance(entries, list):
-            what = "null" if entries is None else type(entries).__name__
-            reason = f"Bundle.entry is {what} ({quote(entries)}), not a list of entries"
+            reason = f"Bundle.entry is {json_kind(entries)}, not a list of entries"
             yield from self._count([Reject(self.label, "Bundle.entry", reason)])
             return
         if not entries:
@@ -159,8 +158,7 @@ class FhirSource(EventSource):
         for i, entry in enumerate(entries, start=1):
             self.position = position = f"entry {i}"
             if not isinstance(entry, dict):
-                what = "null" if entry is None else type(entry).__name__
-                reason = f"Bundle entry is {what} ({quote(entry)}), not an object"
+                reason = f"Bundle entry is {json_kind(entry)}, not an object"
                 yield from self._count([Reject(self.label, position, reason)])
                 continue
             url = entry.get("fullUrl")

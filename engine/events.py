@@ -24,6 +24,7 @@ from pydantic import (
     StrictBool,
     TypeAdapter,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "EVENT_TYPES",
@@ -57,8 +58,9 @@ def _utc_representable(value: datetime) -> datetime:
     try:
         value.astimezone(UTC)
     except OverflowError:
-        msg = "the time in UTC falls outside the years 1 to 9999"
-        raise ValueError(msg) from None
+        raise PydanticCustomError(
+            "time_out_of_range", "the time in UTC falls outside the years 1 to 9999"
+        ) from None
     return value
 
 
