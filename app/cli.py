@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -72,7 +72,7 @@ def _parse_time(text: str) -> float:
         msg = f"time {text!r} has no UTC offset; add Z or +hh:mm"
         raise argparse.ArgumentTypeError(msg)
     try:
-        return dt.timestamp()
+        return dt.astimezone(UTC).timestamp()  # the UTC instant must exist, as for events
     except OverflowError:
         msg = f"time {text!r} falls outside the years 1 to 9999 in UTC"
         raise argparse.ArgumentTypeError(msg) from None
@@ -389,9 +389,12 @@ def run_replay(
 
     sink = _sink(sink_kind, out)
     findings: list[Finding] = []
-    for finding in replay.run(on_reject):
-        sink.write(finding)
-        findings.append(finding)
+    try:
+        for finding in replay.run(on_reject):
+            sink.write(finding)
+            findings.append(finding)
+    finally:
+        replay.close()  # also when a sink fails mid-run: the spool is not left to the GC
     sink.close()
     return findings, engine, replay
 
