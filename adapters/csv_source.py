@@ -166,7 +166,8 @@ class CsvMapping(BaseModel):
 
     def header(self, raw: bytes) -> list[str]:
         """The first non-blank line's column names, read with this mapping's encoding."""
-        for row in csv.reader(io.StringIO(self.decode(raw[:_HEADER_BYTES]), newline="")):
+        text = io.StringIO(self.decode(raw[:_HEADER_BYTES]), newline="")
+        for row in csv.reader(text, delimiter=self.delimiter):
             if any(cell.strip() for cell in row):
                 return [cell.strip() for cell in row]
         return []
