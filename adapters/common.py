@@ -16,6 +16,7 @@ from pydantic import ValidationError
 __all__ = [
     "QUOTE_LIMIT",
     "canonical_json",
+    "clip",
     "coerce_enums",
     "describe_invalid",
     "json_kind",
@@ -74,6 +75,11 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
         return text
     size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters"
     return f"{text[:limit]}… ({size})"
+
+
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` as it is when short, else cut to ``limit`` characters with the full length said."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 class _Quoted:

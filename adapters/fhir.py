@@ -23,7 +23,14 @@ from typing import Any
 from xml.etree import ElementTree
 
 from pumpguard.adapters.base import EventSource, Record, Reject, Tally, fate_of
-from pumpguard.adapters.common import describe_invalid, json_kind, load_json, make_event, quote
+from pumpguard.adapters.common import (
+    clip,
+    describe_invalid,
+    json_kind,
+    load_json,
+    make_event,
+    quote,
+)
 from pumpguard.adapters.config import AdapterConfig, Binder
 from pumpguard.adapters.units import UnitError, convert, normalise_unit
 from pumpguard.engine.errors import InputError, ParseError
@@ -182,7 +189,7 @@ class FhirSource(EventSource):
             # A shape the mapper did not foresee: one resource lost, said loudly, the
             # rest of the file still read. Never a silent skip, never the whole run.
             reason = (
-                f"{obj['resourceType']} could not be mapped: {type(exc).__name__}: "
+                f"{clip(obj['resourceType'])} could not be mapped: {type(exc).__name__}: "
                 f"{quote(str(exc))} (a defect in pumpguard; please report it)"
             )
             return [Reject(self.label, position, reason)]
@@ -213,7 +220,7 @@ class _Mapper:
             "Observation": self._observation,
         }.get(self.kind)
         if handler is None:
-            raise InputError(f"FHIR {self.kind} is not a resource pumpguard reads")
+            raise InputError(f"FHIR {clip(self.kind)} is not a resource pumpguard reads")
         handler()
         return self.records
 
@@ -239,14 +246,14 @@ class _Mapper:
             getattr(mod, self.kind).model_validate(self.res)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                f"{clip('.'.join(str(p) for p in e['loc']), 80)}: {clip(e['msg'], 120)}"
                 for e in exc.errors(include_url=False)[:3]
             )
             name = "R4" if release == "R4B" else "R5"
             msg = f"not a valid FHIR {name} {self.kind}: {problems}"
             raise InputError(msg) from exc
         except Exception as exc:  # fhir.resources raises non-pydantic errors too (research §3)
-            msg = f"not a valid FHIR {self.kind}: {type(exc).__name__}: {exc}"
+            msg = f"not a valid FHIR {self.kind}: {type(exc).__name__}: {clip(str(exc))}"
             raise InputError(msg) from exc
 
     def check_r5(self) -> None:
