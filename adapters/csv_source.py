@@ -292,7 +292,11 @@ class CsvSource(EventSource):
         data: bytes | None = None,
         config: AdapterConfig | None = None,
         label: str | None = None,
+        mappings: list[CsvMapping] | None = None,
     ) -> None:
+        """``mapping`` fixes the layout; else the header picks one of ``mappings``, which
+        default to the configuration's ``csv_mappings`` files (loaded here, so a mapping
+        that does not load is refused before any row is read)."""
         if path is None and data is None:
             raise ValueError("CsvSource needs a path or data")
         self.path = Path(path) if path is not None else None
@@ -301,7 +305,9 @@ class CsvSource(EventSource):
         self._stem = self.path.stem if self.path is not None else self.label
         self.config = config or AdapterConfig()
         self.mapping = mapping
-        self._mappings = [] if mapping is not None else _load_mappings(self.config)
+        if mapping is not None:
+            mappings = [mapping]
+        self._mappings = mappings if mappings is not None else _load_mappings(self.config)
         self.binder = Binder(self.config)
         self.tally = Tally()
 

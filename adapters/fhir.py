@@ -107,6 +107,7 @@ class FhirSource(EventSource):
         self.config = config or AdapterConfig()
         self.binder = Binder(self.config)
         self.ndjson = ndjson
+        self.tally = Tally()
 
     def __iter__(self) -> Iterator[Record]:
         self.tally = Tally()
@@ -570,14 +571,19 @@ class FhirXmlSource(EventSource):
     def __init__(self, path: str | Path, *, label: str | None = None) -> None:
         self.path = Path(path)
         self.label = label or str(path)
+        self.tally = Tally()
 
     def __iter__(self) -> Iterator[Record]:
+        # The document is one record, and it is always rejected (with the best reason).
+        self.tally = Tally()
+        self.tally.note("reject")
+        self.position = "document"
         try:
             root = ElementTree.fromstring(self.path.read_bytes())
         except ElementTree.ParseError as exc:
-            yield Reject(self.label, "document", f"not well-formed XML: {exc}")
+            yield Reject(self.label, "document", f"not well-formed XML: {clip(str(exc))}")
             return
-        kind = root.tag.rsplit("}", 1)[-1]
+        kind = clip(root.tag.rsplit("}", 1)[-1], 80)
         children = {child.tag.rsplit("}", 1)[-1] for child in root}
         reason = (
             f"FHIR XML ({kind}) is not read: pumpguard reads FHIR JSON (the XML parser of "
