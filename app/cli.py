@@ -421,7 +421,15 @@ def _exit_status(findings: list[Finding], engine: Engine, rejects: int, fail_on:
 
 
 def _rejects_path(args: argparse.Namespace) -> Path | None:
-    """--rejects, else a rejects file beside --out (FINDINGS.rejects.jsonl), else none."""
+    """--rejects, else a rejects file beside --out (FINDINGS.rejects.jsonl), else none.
+
+    ``--out -`` is standard output, as for inputs; ``--rejects -`` is refused, since
+    standard output carries the findings (rejects are on standard error anyway).
+    """
+    if args.out == STDIN:
+        args.out = None
+    if args.rejects == STDIN:
+        raise _UsageError("--rejects - would mix rejects into the findings on standard output")
     if args.rejects is not None:
         return Path(args.rejects)
     if args.out is not None:

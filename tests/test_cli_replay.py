@@ -370,3 +370,9 @@ def test_a_finding_at_the_last_representable_second_is_written(tmp_path, capsys)
     late.write_text(json.dumps(start) + "\n" + json.dumps(flush) + "\n")
     replay(late, "--out", tmp_path / "f.jsonl")
     assert "LINE_FLUSH" in _codes(tmp_path / "f.jsonl")
+
+
+def test_out_dash_is_standard_output(capsys):
+    assert replay(COURSE, "--out", "-") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    assert not Path("-").exists()
