@@ -80,13 +80,18 @@ def _looks_json_lines(head: bytes) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
-def _first_json_line(path: Path) -> object:
+def _first_json_line(path: Path, tries: int = 100) -> object:
+    """The first line among the first ``tries`` that parses as JSON (a broken first line
+    must not turn FHIR NDJSON into canonical JSONL); None when none does."""
     with path.open("rb") as fh:
         for raw in fh:
-            if raw.strip():
-                try:
-                    return load_json(raw.decode("utf-8-sig"))
-                except (ParseError, UnicodeDecodeError):
+            if not raw.strip():
+                continue
+            try:
+                return load_json(raw.decode("utf-8-sig"))
+            except (ParseError, UnicodeDecodeError):
+                tries -= 1
+                if tries <= 0:
                     return None
     return None
 
@@ -121,7 +126,8 @@ def detect_format(path: Path, label: str | None = None) -> str:
         except (ParseError, UnicodeDecodeError):
             # One event per line saved as .json is still canonical JSONL; anything
             # else is a broken document its reader rejects with the reason.
-            return _lines_kind(path) if isinstance(_first_json_line(path), dict) else "json"
+            first = _first_json_line(path, tries=1)  # a pretty-printed document has JSON lines too
+            return _lines_kind(path) if isinstance(first, dict) else "json"
         return "fhir-json" if is_fhir_json(obj) else "json"
     if suffix == ".csv":
         return "csv"

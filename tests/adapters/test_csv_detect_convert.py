@@ -399,3 +399,9 @@ class TestConvertIsolation:
         assert convert([first, second], out, rej, summary=summary) == (1, 1)
         assert json.loads(rej.getvalue())["position"] == "line 1"
         assert summary[1]["events"] == 1
+
+
+def test_fhir_ndjson_with_a_broken_first_line_is_still_fhir(tmp_path: Path) -> None:
+    path = tmp_path / "export.ndjson"
+    path.write_text("[" * 10000 + "\n" + '{"resourceType": "Encounter"}\n')
+    assert detect_format(path) == "fhir-ndjson"
