@@ -46,7 +46,13 @@ class Reject:
     event_id: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        text = json.dumps(asdict(self), ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Half a UTF-16 pair from the input, quoted in a reason: escaped, never a crash.
+            text = json.dumps(asdict(self))
+        return text
 
     def __str__(self) -> str:
         return f"{self.source}:{self.position}: {self.level}: {self.reason}"

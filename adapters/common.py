@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import re
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -21,6 +22,7 @@ __all__ = [
     "describe_invalid",
     "json_kind",
     "load_json",
+    "lone_surrogate",
     "make_event",
     "quote",
 ]
@@ -132,7 +134,7 @@ def load_json(text: str | bytes) -> object:
     RecursionError, which is no ``ValueError`` and would otherwise escape.
     """
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         msg = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         raise ParseError(msg, position=f"line {exc.lineno}") from None
@@ -140,6 +142,34 @@ def load_json(text: str | bytes) -> object:
         raise ParseError("JSON nested too deeply to read (over ~1,000 levels)") from None
     except UnicodeDecodeError as exc:
         raise ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    return obj
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(obj: object) -> str | None:
+    """Why a decoded JSON value is damaged text (a lone surrogate in a string), or None.
+
+    Python's decoder accepts ``"\\ud800"`` alone; such a string cannot be written
+    as UTF-8 later (a rejects file, the replay's spool), far from its record.
+    """
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            hit = _SURROGATE.search(value)
+            if hit is not None:
+                return (
+                    f"a \\u{ord(hit.group()):04x} escape is half a UTF-16 pair (a lone "
+                    "surrogate), not a character: the text is damaged"
+                )
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
 
 
 def json_kind(value: object) -> str:

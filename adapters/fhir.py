@@ -28,6 +28,7 @@ from pumpguard.adapters.common import (
     describe_invalid,
     json_kind,
     load_json,
+    lone_surrogate,
     make_event,
     quote,
 )
@@ -182,6 +183,9 @@ class FhirSource(EventSource):
     def _one(self, obj: Any, position: str, full_url: str | None = None) -> list[Record]:
         if not is_fhir_json(obj):
             return [Reject(self.label, position, "not a FHIR resource (no resourceType)")]
+        damaged = lone_surrogate(obj) or lone_surrogate(full_url)
+        if damaged is not None:
+            return [Reject(self.label, position, damaged)]
         try:
             return _Mapper(self, obj, position, full_url).run()
         except InputError as exc:

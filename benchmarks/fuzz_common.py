@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pumpguard.adapters.base import EventSource, Reject
+from pumpguard.adapters.common import canonical_json
 from pumpguard.engine.events import Event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,9 @@ def check(source: EventSource) -> None:
         if isinstance(r, Reject):
             assert r.position, r
             assert len(r.reason) < 1000, r.reason[:300]
+            r.to_json().encode("utf-8")  # a rejects file can hold it
+        else:
+            canonical_json(r).encode("utf-8")  # the replay's spool and convert can hold it
 
 
 def seeds_from(folder: str, patterns: Iterable[str], limit: int = 64 * 1024) -> list[bytes]:

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pumpguard.adapters.base import EventSource, Reject
+from pumpguard.adapters.common import canonical_json
 from pumpguard.adapters.csv_source import CsvMapping, CsvSource
 from pumpguard.adapters.fhir import FhirSource
 from pumpguard.adapters.jsonl import JsonlSource
@@ -36,6 +37,7 @@ TOKENS = [
     b"}",
 ]
 TOKENS += [b"null", b"NaN", b"\xef\xbb\xbf", b"0001-01-01T00:30:00+01:00", b"x" * 5000]
+TOKENS += [b"\\ud800", b"\\udc00x"]  # JSON escapes of half a UTF-16 pair
 
 _op = st.tuples(
     st.sampled_from(["delete", "insert", "repeat", "truncate", "replace"]),
@@ -111,6 +113,9 @@ def check_accounting(src: EventSource) -> list[Any]:
             assert r.position
             assert r.reason
             assert len(r.reason) < 1000
+            r.to_json().encode("utf-8")  # a rejects file can hold it
+        else:
+            canonical_json(r).encode("utf-8")  # the replay's spool and convert can hold it
     return records
 
 
@@ -286,3 +291,9 @@ def test_csv_rows_of_any_cells_are_accounted_for(cells):
     src = CsvSource(data=data, mapping=MAPPING, label="x.csv")
     check_accounting(src)
     assert src.tally.records >= 3
+
+
+def test_a_reject_quoting_half_a_utf16_pair_still_writes_as_json():
+    line = Reject("f", "line 1", "value '\ud800' is damaged").to_json()
+    assert json.loads(line)["reason"] == "value '\ud800' is damaged"
+    line.encode("utf-8")

@@ -291,3 +291,11 @@ class TestOneFatePerResource:
         for _ in src:
             positions.append(src.position)
         assert positions == ["entry 1", "entry 2"]
+
+
+def test_a_lone_surrogate_rejects_its_resource_only() -> None:
+    damaged = json.dumps({**DEXA, "id": "x"}).replace('"x"', '"\\ud800"')
+    data = (damaged + "\n" + json.dumps(DEXA) + "\n").encode()
+    records, tally = source(data, ndjson=True)
+    assert (records[0].position, "half a UTF-16 pair" in records[0].reason) == ("line 1", True)
+    assert (tally.events, tally.rejected) == (1, 1)
