@@ -185,12 +185,15 @@ def drain(source: EventSource) -> Iterator[tuple[Record, str]]:
                 return
             except Exception as exc:
                 where = source.position or (f"after record {n}" if n else "start of file")
-                why = (
-                    exc.message
-                    if isinstance(exc, InputError)
-                    else f"{type(exc).__name__}: {quote(str(exc))} (a defect in pumpguard; "
-                    "please report it)"
-                )
+                if isinstance(exc, InputError):
+                    why = exc.message
+                elif isinstance(exc, OSError):  # the file went away or a disk failed
+                    why = f"the input cannot be read ({exc.strerror or exc})"
+                else:
+                    why = (
+                        f"{type(exc).__name__}: {quote(str(exc))} "
+                        "(a defect in pumpguard; please report it)"
+                    )
                 reason = f"{STOPPED}{why}; the rest of this input was not read"
                 yield Reject(source.label or source.name, where, reason), where
                 return

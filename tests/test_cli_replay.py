@@ -376,3 +376,24 @@ def test_out_dash_is_standard_output(capsys):
     assert replay(COURSE, "--out", "-") == 0
     assert len(capsys.readouterr().out.splitlines()) == 5
     assert not Path("-").exists()
+
+
+def test_an_input_that_vanishes_before_it_is_read_is_a_reject_not_a_defect(
+    tmp_path, monkeypatch, capsys
+):
+    from pumpguard.adapters.jsonl import JsonlSource
+
+    gone = tmp_path / "gone.jsonl"
+    gone.write_bytes(COURSE.read_bytes())
+    opened = JsonlSource._open
+
+    def vanish(self):
+        if self.path == gone:
+            gone.unlink()
+        return opened(self)
+
+    monkeypatch.setattr(JsonlSource, "_open", vanish)
+    assert replay(gone, ANCHOR, "--out", tmp_path / "f.jsonl") == 3
+    err = capsys.readouterr().err
+    assert "reading stopped here: the input cannot be read (No such file or directory)" in err
+    assert "defect" not in err
