@@ -8,20 +8,25 @@ name or by sniffing the input, and nothing downstream knows which one ran.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Literal
 
+from pumpguard.adapters.common import quote
+from pumpguard.engine.errors import InputError
 from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding
 
 __all__ = [
+    "STOPPED",
     "EventSource",
     "FindingSink",
     "Record",
     "Reject",
     "Tally",
+    "drain",
+    "fate_of",
     "unknown_fields_warning",
 ]
 
@@ -41,7 +46,13 @@ class Reject:
     event_id: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        text = json.dumps(asdict(self), ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Half a UTF-16 pair from the input, quoted in a reason: escaped, never a crash.
+            text = json.dumps(asdict(self))
+        return text
 
     def __str__(self) -> str:
         return f"{self.source}:{self.position}: {self.level}: {self.reason}"
@@ -84,6 +95,22 @@ class Tally:
         return self.records == self.events + self.warned + self.rejected
 
 
+Fate = Literal["event", "warning", "reject"]
+
+
+def fate_of(records: Sequence[Record]) -> Fate:
+    """The one fate of a record from what it yielded, by :class:`Tally`'s precedence.
+
+    A record that yielded nothing at all counts as rejected: a source must say
+    why it dropped something, and this keeps a silent drop visible in the tally.
+    """
+    if any(not isinstance(r, Reject) for r in records):
+        return "event"
+    if not records or any(isinstance(r, Reject) and r.level == "error" for r in records):
+        return "reject"
+    return "warning"
+
+
 def unknown_fields_warning(event: Event, source: str, position: str) -> Reject | None:
     """A warning for fields version 1 does not define, so they are never ignored in silence."""
     unknown = event.unknown_fields
@@ -106,8 +133,16 @@ class EventSource:
     """
 
     name: str = "source"
+    label: str = ""
+    """The input as the user named it (a path, or ``<stdin>``): every reject carries it."""
     tally: Tally
     """Filled while iterating: one fate per record read (see :class:`Tally`)."""
+    position: str = ""
+    """Where the record last yielded came from (``line 7``, ``entry 3``, ``row 4 (line 5)``).
+
+    Set before each yield, so a caller that gets an event can say where it was
+    read (a duplicate id is reported there) and, should the source fail, where.
+    """
 
     def __iter__(self) -> Iterator[Record]:
         raise NotImplementedError
@@ -125,6 +160,45 @@ class EventSource:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+STOPPED = "reading stopped here: "
+"""How the reject that ends a failed source begins (see :func:`drain`)."""
+
+
+def drain(source: EventSource) -> Iterator[tuple[Record, str]]:
+    """Every record of ``source`` with where it was read; a failing source ends in a reject.
+
+    One input that breaks must cost what is left of that input, never the run:
+    so an exception from the source (a defect, or an input error it did not turn
+    into a reject) becomes a last reject naming the position reached, and the
+    caller goes on with its other inputs. Only the source is guarded: what the
+    caller does with a record is not.
+    """
+    n = 0
+    with source:
+        records = iter(source)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:
+                where = source.position or (f"after record {n}" if n else "start of file")
+                if isinstance(exc, InputError):
+                    why = exc.message
+                elif isinstance(exc, OSError):  # the file went away or a disk failed
+                    why = f"the input cannot be read ({exc.strerror or exc})"
+                else:
+                    why = (
+                        f"{type(exc).__name__}: {quote(str(exc))} "
+                        "(a defect in pumpguard; please report it)"
+                    )
+                reason = f"{STOPPED}{why}; the rest of this input was not read"
+                yield Reject(source.label or source.name, where, reason), where
+                return
+            n += 1
+            yield record, source.position or f"record {n}"
 
 
 class FindingSink:

@@ -1,14 +1,34 @@
-"""Small pieces every source shares: building a strict event from mapped values."""
+"""Small pieces every source shares: strict events from mapped values, readable reasons."""
 
 from __future__ import annotations
 
 import contextlib
 import enum
-from typing import Any
+import json
+import re
+from datetime import date, datetime
+from typing import Any, cast
 
+from pumpguard.engine.errors import ParseError
 from pumpguard.engine.events import EVENT_TYPES, Event, event_adapter
+from pumpguard.engine.gate import describe_validation_error
+from pydantic import ValidationError
 
-__all__ = ["canonical_json", "coerce_enums", "make_event"]
+__all__ = [
+    "QUOTE_LIMIT",
+    "canonical_json",
+    "clip",
+    "coerce_enums",
+    "describe_invalid",
+    "json_kind",
+    "load_json",
+    "lone_surrogate",
+    "make_event",
+    "quote",
+]
+
+QUOTE_LIMIT = 200
+"""At most this many characters of an offending value go into a reject reason."""
 
 _ENUM_FIELDS: dict[tuple[str, str], type[enum.Enum]] = {}
 for _type, _model in EVENT_TYPES.items():
@@ -44,3 +64,124 @@ def make_event(data: dict[str, Any]) -> Event:
 def canonical_json(event: Event) -> str:
     """The event as one JSONL line, exactly what the engine reads (no unknown extras)."""
     return event.model_dump_json(exclude_none=True, exclude=set(event.unknown_fields) or None)
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to about ``limit`` characters with the full length said.
+
+    A reject reason is read by a person: a 100 KB cell quoted whole buries the
+    reason and bloats the rejects file.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters"
+    return f"{text[:limit]}… ({size})"
+
+
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` as it is when short, else cut to ``limit`` characters with the full length said."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+class _Quoted:
+    """Stands in for a value so that ``repr`` gives its clipped quotation."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: object) -> None:
+        # A time mapped by an adapter reads as the ISO text it came from, not a constructor.
+        self.text = quote(value.isoformat() if isinstance(value, datetime | date) else value)
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _ClippedErrors:
+    """A ValidationError seen through ``errors()`` with every quoted value clipped.
+
+    The gate's describer quotes the input whole; this keeps its wording (one
+    policy, written once) and only bounds what it quotes.
+    """
+
+    def __init__(self, exc: ValidationError) -> None:
+        self._exc = exc
+
+    def errors(self, **kw: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for err in self._exc.errors(**kw):
+            item = dict(err)
+            if "input" in item:
+                item["input"] = _Quoted(item["input"])
+            ctx = item.get("ctx")
+            if isinstance(ctx, dict):
+                item["ctx"] = {k: _Quoted(v) if isinstance(v, str) else v for k, v in ctx.items()}
+            out.append(item)
+        return out
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """The gate's sentence for a validation error, quoting at most ~200 characters a value."""
+    text = describe_validation_error(cast(ValidationError, _ClippedErrors(exc)))
+    # A whole-record problem has no field name; the gate then leaves an empty one.
+    return text.removeprefix(": ")
+
+
+def load_json(text: str | bytes) -> object:
+    """``json.loads``, with every way it fails turned into a :class:`ParseError`.
+
+    Python's decoder recurses: a document nested 10,000 deep raises
+    RecursionError, which is no ``ValueError`` and would otherwise escape.
+    """
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        raise ParseError(msg, position=f"line {exc.lineno}") from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply to read (over ~1,000 levels)") from None
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    return obj
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(obj: object) -> str | None:
+    """Why a decoded JSON value is damaged text (a lone surrogate in a string), or None.
+
+    Python's decoder accepts ``"\\ud800"`` alone; such a string cannot be written
+    as UTF-8 later (a rejects file, the replay's spool), far from its record.
+    """
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            hit = _SURROGATE.search(value)
+            if hit is not None:
+                return (
+                    f"a \\u{ord(hit.group()):04x} escape is half a UTF-16 pair (a lone "
+                    "surrogate), not a character: the text is damaged"
+                )
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words ("an object", "null"), for a reason."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"

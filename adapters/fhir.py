@@ -22,12 +22,19 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from pumpguard.adapters.base import EventSource, Record, Reject
-from pumpguard.adapters.common import make_event
+from pumpguard.adapters.base import EventSource, Record, Reject, Tally, fate_of
+from pumpguard.adapters.common import (
+    clip,
+    describe_invalid,
+    json_kind,
+    load_json,
+    lone_surrogate,
+    make_event,
+    quote,
+)
 from pumpguard.adapters.config import AdapterConfig, Binder
 from pumpguard.adapters.units import UnitError, convert, normalise_unit
-from pumpguard.engine.errors import InputError
-from pumpguard.engine.gate import describe_validation_error
+from pumpguard.engine.errors import InputError, ParseError
 from pydantic import ValidationError
 
 __all__ = ["FhirSource", "FhirXmlSource", "is_fhir_json"]
@@ -101,50 +108,96 @@ class FhirSource(EventSource):
         self.config = config or AdapterConfig()
         self.binder = Binder(self.config)
         self.ndjson = ndjson
+        self.tally = Tally()
 
     def __iter__(self) -> Iterator[Record]:
+        self.tally = Tally()
         raw = self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            yield Reject(self.label, "byte 0", f"not UTF-8: {exc.reason} at byte {exc.start}")
-            return
         ndjson = self.ndjson
         if ndjson is None:
             ndjson = self.path is not None and self.path.suffix.lower() in (".ndjson", ".jsonl")
         if ndjson:
-            for lineno, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                position = f"line {lineno}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield Reject(self.label, position, f"not valid JSON ({exc.msg})")
-                    continue
-                yield from self._one(obj, position)
+            yield from self._lines(raw)
             return
+        self.position = "document"
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield Reject(self.label, f"line {exc.lineno}", f"not valid JSON ({exc.msg})")
+            obj = load_json(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            obj = ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}")
+        except ParseError as exc:
+            obj = exc
+        if isinstance(obj, ParseError):
+            yield from self._count([Reject(self.label, obj.position or "document", obj.message)])
             return
-        if is_fhir_json(obj) and obj["resourceType"] == "Bundle":
-            for i, entry in enumerate(obj.get("entry") or [], start=1):
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                yield from self._one(resource, f"entry {i}", entry.get("fullUrl"))
+        if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
+            yield from self._bundle(obj)
             return
-        yield from self._one(obj, "resource 1")
+        self.position = "resource 1"
+        yield from self._count(self._one(obj, "resource 1"))
+
+    def _lines(self, raw: bytes) -> Iterator[Record]:
+        """NDJSON: each line is one record, decoded on its own so one bad byte costs one line."""
+        for lineno, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            self.position = position = f"line {lineno}"
+            try:
+                text = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                obj = load_json(text)
+            except UnicodeDecodeError as exc:
+                reason = f"not UTF-8: {exc.reason} at byte {exc.start}"
+                yield from self._count([Reject(self.label, position, reason)])
+                continue
+            except ParseError as exc:
+                yield from self._count([Reject(self.label, position, exc.message)])
+                continue
+            yield from self._count(self._one(obj, position))
+
+    def _bundle(self, bundle: dict[str, Any]) -> Iterator[Record]:
+        """One record per entry; a Bundle without a usable entry list is one record."""
+        entries = bundle.get("entry", [])
+        if not isinstance(entries, list):
+            reason = f"Bundle.entry is {json_kind(entries)}, not a list of entries"
+            yield from self._count([Reject(self.label, "Bundle.entry", reason)])
+            return
+        if not entries:
+            warning = Reject(self.label, "Bundle", "Bundle has no entries", level="warning")
+            yield from self._count([warning])
+            return
+        for i, entry in enumerate(entries, start=1):
+            self.position = position = f"entry {i}"
+            if not isinstance(entry, dict):
+                reason = f"Bundle entry is {json_kind(entry)}, not an object"
+                yield from self._count([Reject(self.label, position, reason)])
+                continue
+            url = entry.get("fullUrl")
+            url = url if isinstance(url, str) else None
+            yield from self._count(self._one(entry.get("resource"), position, url))
+
+    def _count(self, records: list[Record]) -> list[Record]:
+        self.tally.note(fate_of(records))
+        return records
 
     # ------------------------------------------------------------------ dispatch
 
     def _one(self, obj: Any, position: str, full_url: str | None = None) -> list[Record]:
         if not is_fhir_json(obj):
             return [Reject(self.label, position, "not a FHIR resource (no resourceType)")]
+        damaged = lone_surrogate(obj) or lone_surrogate(full_url)
+        if damaged is not None:
+            return [Reject(self.label, position, damaged)]
         try:
             return _Mapper(self, obj, position, full_url).run()
         except InputError as exc:
             return [Reject(self.label, position, exc.message)]
+        except Exception as exc:
+            # A shape the mapper did not foresee: one resource lost, said loudly, the
+            # rest of the file still read. Never a silent skip, never the whole run.
+            reason = (
+                f"{clip(obj['resourceType'])} could not be mapped: {type(exc).__name__}: "
+                f"{quote(str(exc))} (a defect in pumpguard; please report it)"
+            )
+            return [Reject(self.label, position, reason)]
 
 
 class _Mapper:
@@ -172,7 +225,7 @@ class _Mapper:
             "Observation": self._observation,
         }.get(self.kind)
         if handler is None:
-            raise InputError(f"FHIR {self.kind} is not a resource pumpguard reads")
+            raise InputError(f"FHIR {clip(self.kind)} is not a resource pumpguard reads")
         handler()
         return self.records
 
@@ -187,7 +240,7 @@ class _Mapper:
         try:
             self.records.append(make_event(data))
         except ValidationError as exc:
-            reason = f"{data['type']}: {describe_validation_error(exc)}"
+            reason = f"{data['type']}: {describe_invalid(exc)}"
             self.records.append(Reject(self.src.label, self.position, reason, event_id=event_id))
 
     def validate(self, release: str = "R4B") -> None:
@@ -198,14 +251,14 @@ class _Mapper:
             getattr(mod, self.kind).model_validate(self.res)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                f"{clip('.'.join(str(p) for p in e['loc']), 80)}: {clip(e['msg'], 120)}"
                 for e in exc.errors(include_url=False)[:3]
             )
             name = "R4" if release == "R4B" else "R5"
             msg = f"not a valid FHIR {name} {self.kind}: {problems}"
             raise InputError(msg) from exc
         except Exception as exc:  # fhir.resources raises non-pydantic errors too (research §3)
-            msg = f"not a valid FHIR {self.kind}: {type(exc).__name__}: {exc}"
+            msg = f"not a valid FHIR {self.kind}: {type(exc).__name__}: {clip(str(exc))}"
             raise InputError(msg) from exc
 
     def check_r5(self) -> None:
@@ -227,18 +280,18 @@ class _Mapper:
 
     def dt(self, value: Any, what: str) -> datetime:
         if not isinstance(value, str) or len(value) < 16:
-            msg = f"{what} {value!r} is not a dateTime with a time of day"
+            msg = f"{what} {quote(value)} is not a dateTime with a time of day"
             raise InputError(msg)
         try:
             ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
-            msg = f"{what} {value!r} is not a valid dateTime"
+            msg = f"{what} {quote(value)} is not a valid dateTime"
             raise InputError(msg) from exc
         if ts.tzinfo is None:
             zone = self.config.zone
             if zone is None:
                 msg = (
-                    f"{what} {value!r} has no UTC offset and the feed configuration names no "
+                    f"{what} {quote(value)} has no UTC offset and the feed configuration names no "
                     "time_zone; never guessed"
                 )
                 raise InputError(msg)
@@ -254,7 +307,7 @@ class _Mapper:
         res = self.res
         status = res.get("status", "")
         if status in _STATUS_SKIP:
-            raise InputError(f"MedicationAdministration status {status!r}: nothing to report")
+            raise InputError(f"MedicationAdministration status {quote(status)}: nothing to report")
         patient = self.patient()
         codes, names = self._medication_codes()
         drug = self.config.drug_name(codes, names) or (names[0] if names else None)
@@ -273,7 +326,7 @@ class _Mapper:
             try:
                 dose_mg = convert(float(dose["value"]), unit or "?", "mg")
             except UnitError as exc:
-                msg = f"{drug} dose unit {dose.get('code') or dose.get('unit')!r}: {exc}"
+                msg = f"{drug} dose unit {quote(dose.get('code') or dose.get('unit'))}: {exc}"
                 raise InputError(msg) from exc
             self.emit(
                 {
@@ -332,7 +385,7 @@ class _Mapper:
                         codes += c
                         names += n
                     return codes, names
-        msg = f"medicationReference {ref!r} cannot be resolved inside the resource"
+        msg = f"medicationReference {quote(ref)} cannot be resolved inside the resource"
         raise InputError(msg)
 
     def _rate(self, dosage: dict[str, Any]) -> float:
@@ -342,7 +395,7 @@ class _Mapper:
             try:
                 return convert(float(q["value"]), unit or "?", "mL/h")
             except (UnitError, KeyError, TypeError) as exc:
-                msg = f"dosage.rateQuantity {q!r} is not a rate in mL/h terms: {exc}"
+                msg = f"dosage.rateQuantity {quote(q)} is not a rate in mL/h terms: {exc}"
                 raise InputError(msg) from exc
         if "rateRatio" in dosage:
             num = dosage["rateRatio"].get("numerator") or {}
@@ -378,11 +431,11 @@ class _Mapper:
             period = res.get("period") or {}
         status = res.get("status", "")
         if status in ("planned", "cancelled", "entered-in-error", "unknown"):
-            raise InputError(f"Encounter status {status!r}: no encounter event")
+            raise InputError(f"Encounter status {quote(status)}: no encounter event")
         setting = self.config.fhir_encounter_class.get(code)
         if setting is None:
             raise InputError(
-                f"Encounter class {code or '(none)'!r} maps to no setting; add it to "
+                f"Encounter class {quote(code or '(none)')} maps to no setting; add it to "
                 "fhir_encounter_class in the adapter config (never guessed)"
             )
         patient = self.patient()
@@ -435,8 +488,8 @@ class _Mapper:
         found = self._category([res.get("event")])
         if found is None:
             raise InputError(
-                f"AdverseEvent {_name(res.get('event')) or '(no event code)'!r} is not a reaction "
-                "category pumpguard tracks (adverse_event_terms)"
+                f"AdverseEvent {quote(_name(res.get('event')) or '(no event code)')} is not a "
+                "reaction category pumpguard tracks (adverse_event_terms)"
             )
         grade = self._grade_from_extensions(res) or self._grade_from_concept(res.get("severity"))
         if grade is None:
@@ -482,7 +535,7 @@ class _Mapper:
         found = self._category([res.get("code")])
         if found is None:
             raise InputError(
-                f"Observation {_name(res.get('code')) or '(no code)'!r} carries no graded "
+                f"Observation {quote(_name(res.get('code')) or '(no code)')} carries no graded "
                 "reaction; not an event"
             )
         grade: int | None = None
@@ -494,9 +547,9 @@ class _Mapper:
             m = _GRADE.match(res["valueString"])
             grade = int(m.group(1)) if m else None
         if grade is None:
-            raise InputError(f"Observation {found[1]!r} has no grade 0-5 in its value")
+            raise InputError(f"Observation {quote(found[1])} has no grade 0-5 in its value")
         if res.get("status") in ("entered-in-error", "cancelled", "preliminary"):
-            raise InputError(f"Observation status {res['status']!r}: not a documented grade")
+            raise InputError(f"Observation status {quote(res['status'])}: not a documented grade")
         when = res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
         self.emit(
             {
@@ -522,14 +575,19 @@ class FhirXmlSource(EventSource):
     def __init__(self, path: str | Path, *, label: str | None = None) -> None:
         self.path = Path(path)
         self.label = label or str(path)
+        self.tally = Tally()
 
     def __iter__(self) -> Iterator[Record]:
+        # The document is one record, and it is always rejected (with the best reason).
+        self.tally = Tally()
+        self.tally.note("reject")
+        self.position = "document"
         try:
             root = ElementTree.fromstring(self.path.read_bytes())
         except ElementTree.ParseError as exc:
-            yield Reject(self.label, "document", f"not well-formed XML: {exc}")
+            yield Reject(self.label, "document", f"not well-formed XML: {clip(str(exc))}")
             return
-        kind = root.tag.rsplit("}", 1)[-1]
+        kind = clip(root.tag.rsplit("}", 1)[-1], 80)
         children = {child.tag.rsplit("}", 1)[-1] for child in root}
         reason = (
             f"FHIR XML ({kind}) is not read: pumpguard reads FHIR JSON (the XML parser of "

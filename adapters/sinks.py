@@ -9,7 +9,12 @@ never holds back a finding that was already raised.
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
 from datetime import datetime
+from pathlib import Path
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -20,6 +25,7 @@ from pumpguard.engine.errors import SinkError
 from pumpguard.engine.findings import Finding
 
 __all__ = [
+    "AtomicTextFile",
     "FhirDetectedIssueSink",
     "Hl7AlertSink",
     "StructlogFindingSink",
@@ -182,3 +188,69 @@ def make_sink(kind: str, stream: TextIO) -> FindingSink:
         return FhirDetectedIssueSink(stream)
     msg = f"unknown sink {kind!r}; use one of {', '.join(_KINDS)}"
     raise ValueError(msg)
+
+
+class AtomicTextFile:
+    """A text file written beside its target and renamed over it only by :meth:`commit`.
+
+    A run that fails half-way must leave yesterday's findings file as it was,
+    byte for byte, not a truncated one that reads as "fewer findings". The
+    temporary file sits in the target's folder so the rename is atomic (same
+    file system); a symbolic link is followed, so the file it names is replaced.
+    Raises :class:`SinkError` when the target cannot be written at all.
+    """
+
+    def __init__(self, target: str | Path, what: str = "output") -> None:
+        self.target = Path(os.path.realpath(target))
+        self.what = what
+        if self.target.is_dir():
+            msg = f"{what} file {target}: is a directory"
+            raise SinkError(msg)
+        try:
+            fd, tmp = tempfile.mkstemp(
+                dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".partial"
+            )
+        except OSError as exc:
+            msg = f"{what} file {target}: {exc.strerror or exc}"
+            raise SinkError(msg) from exc
+        self._tmp = Path(tmp)
+        self.stream: TextIO = os.fdopen(fd, "w", encoding="utf-8")
+        self._done = False
+
+    def commit(self) -> None:
+        """Put the written text in place of the target (keeping the target's permissions)."""
+        if self._done:
+            return
+        self.stream.close()
+        try:
+            mode = stat.S_IMODE(self.target.stat().st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(self._tmp, mode)
+        os.replace(self._tmp, self.target)
+        self._done = True
+
+    def discard(self) -> None:
+        """Drop what was written; the target stays as it was. Safe to call twice."""
+        if self._done:
+            return
+        self.stream.close()
+        self._tmp.unlink(missing_ok=True)
+        self._done = True
+
+    def __enter__(self) -> AtomicTextFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Commit on success, discard on any exception (even Ctrl-C)."""
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()

@@ -16,23 +16,31 @@ When several apply, the highest number wins.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import structlog
 from pumpguard import __version__
-from pumpguard.adapters.base import EventSource, Reject
+from pumpguard.adapters.base import STOPPED, EventSource, Reject, drain
 from pumpguard.adapters.jsonl import JsonlFindingSink
 from pumpguard.engine.core import Engine
-from pumpguard.engine.errors import InputError, RulePackError
+from pumpguard.engine.errors import InputError, RulePackError, SinkError
 from pumpguard.engine.findings import Finding, Severity
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.replay import Replay
 from pumpguard.logs import configure_logging
 from pumpguard.rules import default_pack
+
+if TYPE_CHECKING:
+    from pumpguard.adapters.config import AdapterConfig
+    from pumpguard.adapters.sinks import AtomicTextFile
 
 __all__ = ["main"]
 
@@ -48,7 +56,7 @@ log = structlog.get_logger("pumpguard")
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors exit with our usage status (2) and a clear line."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         sys.stderr.write(f"pumpguard: error: {message}\n")
         raise SystemExit(EXIT_USAGE)
@@ -63,7 +71,11 @@ def _parse_time(text: str) -> float:
     if dt.tzinfo is None:
         msg = f"time {text!r} has no UTC offset; add Z or +hh:mm"
         raise argparse.ArgumentTypeError(msg)
-    return dt.timestamp()
+    try:
+        return dt.astimezone(UTC).timestamp()  # the UTC instant must exist, as for events
+    except OverflowError:
+        msg = f"time {text!r} falls outside the years 1 to 9999 in UTC"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,8 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for module in _plugins():
             if args.command in getattr(module, "COMMANDS", ()):
                 return int(module.run(args))
+    except _UsageError as exc:
+        sys.stderr.write(f"pumpguard: error: {exc}\n")
+        return EXIT_USAGE
     except RulePackError as exc:
         sys.stderr.write(f"pumpguard: rule pack error: {exc}\n")
+        return EXIT_USAGE
+    except SinkError as exc:
+        sys.stderr.write(f"pumpguard: cannot write output: {exc}\n")
         return EXIT_USAGE
     except (InputError, OSError) as exc:
         sys.stderr.write(f"pumpguard: cannot read input: {exc}\n")
@@ -171,29 +189,136 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- replay ----------------------------------------------------------------------
 
 
-def _open_sources(paths: Sequence[Path], config: Path | None) -> list[EventSource]:
-    """One source per input, chosen by extension or content."""
+class _UsageError(Exception):
+    """A command line that cannot be run as given (exit 2, before anything is written)."""
+
+
+STDIN = Path("-")
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One input as the user named it, and the file that holds its bytes."""
+
+    path: Path
+    label: str
+
+
+def _check_inputs(paths: Sequence[Path]) -> list[Path]:
+    """Refuse, by what they are, inputs that are no readable file; ``-`` is standard input."""
+    from pumpguard.adapters.detect import not_a_file
+
+    if sum(1 for p in paths if p == STDIN) > 1:
+        raise _UsageError("standard input (-) can be named only once")
     for path in paths:
-        if not path.is_file():
-            msg = f"{path}: no such file"
+        if path == STDIN:
+            if sys.stdin is None or sys.stdin.isatty():
+                msg = "standard input (-) is a terminal; pipe or redirect a file into it"
+                raise _UsageError(msg)
+            continue
+        why = not_a_file(path)
+        if why is not None:
+            msg = f"{path}: {why}"
             raise InputError(msg, source=str(path))
-    from pumpguard.adapters.detect import open_source
+    return list(paths)
 
-    cfg = None
-    if config is not None:
-        from pumpguard.adapters.config import AdapterConfig
 
-        cfg = AdapterConfig.from_yaml(config)
-    return [open_source(p, cfg) for p in paths]
+@contextlib.contextmanager
+def _materialised(paths: Sequence[Path]) -> Iterator[list[_Input]]:
+    """The inputs as files: standard input is copied to a temporary file first.
+
+    Detection reads the head of a file and the readers open it again, which
+    a pipe does not allow; the copy is removed when the run ends.
+    """
+    spool: Path | None = None
+    try:
+        found = []
+        for path in paths:
+            if path != STDIN:
+                found.append(_Input(path, str(path)))
+                continue
+            fd, name = tempfile.mkstemp(prefix="pumpguard-stdin-")
+            spool = Path(name)
+            with os.fdopen(fd, "wb") as fh:
+                stream = getattr(sys.stdin, "buffer", None)
+                if stream is not None:
+                    while chunk := stream.read(1 << 20):
+                        fh.write(chunk)
+                else:  # a text stream without bytes underneath (tests, embedding)
+                    fh.write(sys.stdin.read().encode("utf-8"))
+            found.append(_Input(spool, "<stdin>"))
+        yield found
+    finally:
+        if spool is not None:
+            spool.unlink(missing_ok=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _check_outputs(inputs: Sequence[Path], outputs: dict[str, Path | None]) -> None:
+    """Refuse an output that names an input, or another output: never destroy data."""
+    named = [(flag, path) for flag, path in outputs.items() if path is not None]
+    for flag, target in named:
+        for source in inputs:
+            if source != STDIN and _same_file(source, target):
+                msg = (
+                    f"{flag} {target} is also an input: writing it would destroy that input; "
+                    "choose another file"
+                )
+                raise _UsageError(msg)
+    for i, (flag, target) in enumerate(named):
+        for other_flag, other in named[i + 1 :]:
+            if _same_file(target, other):
+                msg = f"{flag} and {other_flag} name the same file ({target}); choose two files"
+                raise _UsageError(msg)
+
+
+def _load_config(path: Path | None) -> AdapterConfig | None:
+    if path is None:
+        return None
+    import yaml
+    from pumpguard.adapters.config import AdapterConfig
+
+    try:
+        return AdapterConfig.from_yaml(path)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValidationError is a ValueError
+        msg = f"adapter config {path} does not load: {exc}"
+        raise _UsageError(msg) from exc
+
+
+def _open_sources(
+    paths: Sequence[Path], config: Path | AdapterConfig | None, labels: Sequence[str] | None = None
+) -> list[EventSource]:
+    """One source per input, chosen by extension or content (ParseError: exit 2)."""
+    from pumpguard.adapters.detect import not_a_file, open_source
+
+    for path in paths:
+        why = not_a_file(path)
+        if why is not None:
+            msg = f"{path}: {why}"
+            raise InputError(msg, source=str(path))
+    cfg = _load_config(config) if isinstance(config, Path) or config is None else config
+    names = labels or [str(p) for p in paths]
+    return [open_source(p, cfg, label=name) for p, name in zip(paths, names, strict=True)]
 
 
 class _RejectReport:
-    """Rejects to standard error and a JSONL file; counts errors apart from warnings."""
+    """Rejects to standard error and a JSONL file; counts errors apart from warnings.
+
+    It also keeps what each input gave (its tally), for the summary line: a
+    user sees every record of every file accounted for.
+    """
 
     def __init__(self, stream: IO[str] | None) -> None:
         self.stream = stream
         self.errors = 0
         self.warnings = 0
+        self.inputs: list[dict[str, Any]] = []
 
     def add(self, reject: Reject) -> None:
         if reject.level == "error":
@@ -204,6 +329,38 @@ class _RejectReport:
         if self.stream is not None:
             self.stream.write(reject.to_json() + "\n")
 
+    def summarise(self, label: str, source: EventSource, stopped_at: str | None) -> None:
+        tally = getattr(source, "tally", None)
+        entry: dict[str, Any] = {"file": label, "format": source.name}
+        if tally is not None:
+            entry.update(asdict(tally))
+        else:  # a source that keeps no tally: say so rather than print zeros
+            entry.update(records=None, events=None, warned=None, rejected=None)
+        if stopped_at is not None:
+            entry["stopped_at"] = stopped_at
+        self.inputs.append(entry)
+
+
+def _read_all(
+    sources: Sequence[EventSource], report: _RejectReport
+) -> Iterator[tuple[Any, str, str]]:
+    """(event, input label, position) from every source; rejects go to the report.
+
+    A source that fails costs the rest of that source (a reject says where it
+    stopped); the other inputs are still read.
+    """
+    for source in sources:
+        label = str(getattr(source, "label", None) or getattr(source, "path", source.name))
+        stopped: str | None = None
+        for record, position in drain(source):
+            if isinstance(record, Reject):
+                report.add(record)
+                if record.reason.startswith(STOPPED):
+                    stopped = position
+                continue
+            yield record, label, position
+        report.summarise(label, source, stopped)
+
 
 def run_replay(
     inputs: Sequence[Path],
@@ -212,25 +369,17 @@ def run_replay(
     pack: CompiledPack,
     *,
     until: float | None = None,
-    config: Path | None = None,
+    config: Path | AdapterConfig | None = None,
     explain: bool = False,
     sink_kind: str = "jsonl",
+    labels: Sequence[str] | None = None,
 ) -> tuple[list[Finding], Engine, Replay]:
-    sources = _open_sources(inputs, config)
+    sources = _open_sources(inputs, config, labels)
     engine = Engine(pack, explain=explain)
     replay = Replay(engine, until=until)
     try:
-        for source in sources:
-            label = str(getattr(source, "label", None) or getattr(source, "path", source.name))
-            n = 0
-            with source:
-                for record in source:
-                    n += 1
-                    if isinstance(record, Reject):
-                        rejects.add(record)
-                        continue
-                    position = getattr(source, "position", "") or f"record {n}"
-                    replay.add(record, label, position)
+        for event, label, position in _read_all(sources, rejects):
+            replay.add(event, label, position)
     except BaseException:
         replay.close()
         raise
@@ -240,9 +389,12 @@ def run_replay(
 
     sink = _sink(sink_kind, out)
     findings: list[Finding] = []
-    for finding in replay.run(on_reject):
-        sink.write(finding)
-        findings.append(finding)
+    try:
+        for finding in replay.run(on_reject):
+            sink.write(finding)
+            findings.append(finding)
+    finally:
+        replay.close()  # also when a sink fails mid-run: the spool is not left to the GC
     sink.close()
     return findings, engine, replay
 
@@ -269,7 +421,15 @@ def _exit_status(findings: list[Finding], engine: Engine, rejects: int, fail_on:
 
 
 def _rejects_path(args: argparse.Namespace) -> Path | None:
-    """--rejects, else a rejects file beside --out (FINDINGS.rejects.jsonl), else none."""
+    """--rejects, else a rejects file beside --out (FINDINGS.rejects.jsonl), else none.
+
+    ``--out -`` is standard output, as for inputs; ``--rejects -`` is refused, since
+    standard output carries the findings (rejects are on standard error anyway).
+    """
+    if args.out == STDIN:
+        args.out = None
+    if args.rejects == STDIN:
+        raise _UsageError("--rejects - would mix rejects into the findings on standard output")
     if args.rejects is not None:
         return Path(args.rejects)
     if args.out is not None:
@@ -277,35 +437,40 @@ def _rejects_path(args: argparse.Namespace) -> Path | None:
     return None
 
 
+def _output(stack: contextlib.ExitStack, path: Path | None, what: str) -> AtomicTextFile | None:
+    """An output written beside its target and put in place only if the run completes."""
+    if path is None:
+        return None
+    from pumpguard.adapters.sinks import AtomicTextFile
+
+    return stack.enter_context(AtomicTextFile(path, what))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    pack = load_pack(args.pack or default_pack(), edition=args.edition, site_file=args.site)
     rejects_path = _rejects_path(args)
-    out: IO[str] = sys.stdout
-    out_file = rejects_file = None
-    try:
-        if args.out is not None:
-            out = out_file = args.out.open("w", encoding="utf-8")
-        if rejects_path is not None:
-            rejects_file = rejects_path.open("w", encoding="utf-8")
-        report = _RejectReport(rejects_file)
+    paths = _check_inputs(args.inputs)
+    _check_outputs(paths, {"--out": args.out, "--rejects": rejects_path})
+    config = _load_config(args.config)
+    pack = load_pack(args.pack or default_pack(), edition=args.edition, site_file=args.site)
+    with contextlib.ExitStack() as stack:
+        inputs = stack.enter_context(_materialised(paths))
+        out_file = _output(stack, args.out, "findings")
+        rejects_file = _output(stack, rejects_path, "rejects")
+        report = _RejectReport(rejects_file.stream if rejects_file else None)
         findings, engine, replay = run_replay(
-            args.inputs,
-            out,
+            [i.path for i in inputs],
+            out_file.stream if out_file else sys.stdout,
             report,
             pack,
             until=args.until,
-            config=args.config,
+            config=config,
             sink_kind=args.sink,
+            labels=[i.label for i in inputs],
         )
-    finally:
-        if out_file is not None:
-            out_file.close()
-        if rejects_file is not None:
-            rejects_file.close()
     s = replay.stats
     log.info(
         "replay.done",
-        inputs=[str(p) for p in args.inputs],
+        inputs=report.inputs,
         events=s.events_read,
         evaluated=s.evaluated,
         duplicates=s.duplicates,
@@ -385,17 +550,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import io
     import json
 
+    paths = _check_inputs(args.inputs)
+    config = _load_config(args.config)
     pack = load_pack(args.pack or default_pack(), edition=args.edition, site_file=args.site)
     report = _RejectReport(None)
-    findings, engine, _ = run_replay(
-        args.inputs,
-        io.StringIO(),
-        report,
-        pack,
-        until=args.until,
-        config=args.config,
-        explain=True,
-    )
+    with _materialised(paths) as inputs:
+        findings, engine, _ = run_replay(
+            [i.path for i in inputs],
+            io.StringIO(),
+            report,
+            pack,
+            until=args.until,
+            config=config,
+            explain=True,
+            labels=[i.label for i in inputs],
+        )
     patients = sorted({f.patient_id for f in findings} | {n.patient_id for n in engine.near_misses})
     if args.patient:
         patients = [p for p in patients if p == args.patient]
@@ -476,32 +645,32 @@ def _explain_text(out: dict[str, Any]) -> str:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """The canonical events exactly as the engine would see them, rejects beside them."""
-    from pumpguard.adapters.config import AdapterConfig
     from pumpguard.adapters.convert import convert
 
-    for path in args.inputs:
-        if not path.is_file():
-            sys.stderr.write(f"pumpguard: cannot read input: {path}: no such file\n")
-            return EXIT_USAGE
-    cfg = AdapterConfig.from_yaml(args.config) if args.config else None
     rejects_path = _rejects_path(args)
-    out: IO[str] = sys.stdout
-    out_file = rej_file = None
-    try:
-        if args.out is not None:
-            out = out_file = args.out.open("w", encoding="utf-8")
-        rej: IO[str] = _StderrTee(None)
-        if rejects_path is not None:
-            rej_file = rejects_path.open("w", encoding="utf-8")
-            rej = _StderrTee(rej_file)
-        written, failed = convert(list(args.inputs), out, rej, cfg)
-    finally:
-        if out_file is not None:
-            out_file.close()
-        if rej_file is not None:
-            rej_file.close()
+    paths = _check_inputs(args.inputs)
+    _check_outputs(paths, {"--out": args.out, "--rejects": rejects_path})
+    cfg = _load_config(args.config)
+    summary: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        inputs = stack.enter_context(_materialised(paths))
+        out_file = _output(stack, args.out, "canonical events")
+        rej_file = _output(stack, rejects_path, "rejects")
+        rej = _StderrTee(rej_file.stream if rej_file else None)
+        written, failed = convert(
+            [i.path for i in inputs],
+            out_file.stream if out_file else sys.stdout,
+            rej,  # type: ignore[arg-type]
+            cfg,
+            labels=[i.label for i in inputs],
+            summary=summary,
+        )
     log.info(
-        "convert.done", events=written, rejected=failed, out=str(args.out) if args.out else "stdout"
+        "convert.done",
+        inputs=summary,
+        events=written,
+        rejected=failed,
+        out=str(args.out) if args.out else "stdout",
     )
     return EXIT_REJECTS if failed else EXIT_OK
 

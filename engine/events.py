@@ -11,11 +11,20 @@ Unknown fields are kept aside (``model_extra``) so the gate can report them;
 the engine never reads them.
 """
 
-from datetime import date
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "EVENT_TYPES",
@@ -37,6 +46,26 @@ NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 
 Text = Annotated[str, Field(min_length=1, max_length=4096, strict=True)]
 """A non-empty string, short enough to stay far below durable-rules' 64 KB limit."""
+
+
+def _utc_representable(value: datetime) -> datetime:
+    """Refuse a time whose UTC instant falls outside years 1 to 9999.
+
+    ``0001-01-01T00:30:00+01:00`` parses, but its instant is in year 0: the
+    engine, the replay's sort and every finding's UTC time would overflow on it
+    later, far from the record that caused it. So it is refused here, at the edge.
+    """
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "time_out_of_range", "the time in UTC falls outside the years 1 to 9999"
+        ) from None
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
+"""A timestamp with an offset whose UTC instant a datetime can hold."""
 
 
 class ActorRole(StrEnum):
@@ -113,7 +142,7 @@ class Event(BaseModel):
 
     event_id: Text
     type: str
-    ts: AwareDatetime
+    ts: EventTime
     patient_id: Text
     source: Text | None = None
     pump_id: Text | None = None
@@ -222,7 +251,7 @@ class BagDispensed(Event):
     rate_ml_h: NonNegative
     volume_ml: NonNegative
     preservative: StrictBool | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: EventTime | None = None
 
 
 class PatientRegistered(Event):

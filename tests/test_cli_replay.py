@@ -178,3 +178,222 @@ def test_bundled_demo_course_is_what_the_builder_makes():
 
     expected = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in demo_events())
     assert COURSE.read_text() == expected
+
+
+# -- inputs and outputs (issue 9) ---------------------------------------------------
+
+ANCHOR = Path(__file__).resolve().parent / "fixtures" / "bad" / "anchor.jsonl"
+
+
+def _codes(path: Path) -> list[str]:
+    return [json.loads(x)["code"] for x in path.read_text().splitlines()]
+
+
+def _summary(err: str) -> dict:
+    (done,) = [json.loads(x) for x in err.splitlines() if '"replay.done"' in x]
+    return done
+
+
+def test_out_naming_an_input_is_refused_and_the_input_kept(tmp_path, capsys):
+    course = tmp_path / "course.jsonl"
+    course.write_bytes(COURSE.read_bytes())
+    assert replay(course, "--out", course) == 2
+    assert course.read_bytes() == COURSE.read_bytes()
+    assert "is also an input" in capsys.readouterr().err
+
+
+def test_rejects_naming_an_input_through_another_path_is_refused(tmp_path, capsys):
+    course = tmp_path / "course.jsonl"
+    course.write_bytes(COURSE.read_bytes())
+    (tmp_path / "sub").mkdir()
+    assert replay(course, "--rejects", tmp_path / "sub" / ".." / "course.jsonl") == 2
+    assert course.read_bytes() == COURSE.read_bytes()
+
+
+def test_out_and_rejects_naming_one_file_is_refused(tmp_path):
+    same = tmp_path / "f.jsonl"
+    assert replay(COURSE, "--out", same, "--rejects", same) == 2
+    assert not same.exists()
+
+
+def test_a_run_refused_after_outputs_were_opened_leaves_them_byte_identical(tmp_path):
+    out = tmp_path / "f.jsonl"
+    out.write_bytes(b"yesterday's findings\n")
+    unknown = tmp_path / "notes.bin"
+    unknown.write_bytes(b"\x00\x01 not any format")
+    assert replay(COURSE, unknown, "--out", out) == 2
+    assert out.read_bytes() == b"yesterday's findings\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jsonl", "notes.bin"]
+
+
+def test_a_run_failing_while_writing_findings_leaves_the_old_file_byte_identical(
+    tmp_path, monkeypatch
+):
+    from pumpguard.adapters.jsonl import JsonlFindingSink
+    from pumpguard.engine.errors import SinkError
+
+    written = []
+
+    def write_one_then_fail(self, finding):
+        if written:
+            raise SinkError("the alarm manager went away")
+        written.append(finding)
+        self._stream.write(finding.to_json() + "\n")
+
+    monkeypatch.setattr(JsonlFindingSink, "write", write_one_then_fail)
+    out = tmp_path / "f.jsonl"
+    out.write_bytes(b"yesterday's findings\n")
+    assert replay(COURSE, "--out", out) == 2
+    assert out.read_bytes() == b"yesterday's findings\n"
+    assert not (tmp_path / "f.rejects.jsonl").exists()
+
+
+def test_completed_run_replaces_the_findings_file_keeping_its_permissions(tmp_path):
+    out = tmp_path / "f.jsonl"
+    out.write_text("old\n")
+    out.chmod(0o640)
+    assert replay(COURSE, "--out", out) == 0
+    assert len(_codes(out)) == 5
+    assert out.stat().st_mode & 0o777 == 0o640
+
+
+def test_dash_reads_standard_input(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(COURSE.read_bytes())))
+    assert main(["replay", "-"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 5
+    assert _summary(captured.err)["inputs"][0]["file"] == "<stdin>"
+
+
+def test_directory_input_is_reported_as_a_directory(tmp_path, capsys):
+    assert replay(tmp_path, COURSE) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_named_pipe_input_is_reported_as_one_without_blocking(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    assert replay(fifo) == 2
+    assert "named pipe" in capsys.readouterr().err
+
+
+def test_out_in_a_missing_folder_is_reported_as_an_output_problem(tmp_path, capsys):
+    assert replay(COURSE, "--out", tmp_path / "no" / "f.jsonl") == 2
+    assert "cannot write output: findings file" in capsys.readouterr().err
+
+
+def test_jsonl_named_txt_is_read_by_content(tmp_path, capsys):
+    txt = tmp_path / "course.txt"
+    txt.write_bytes(COURSE.read_bytes())
+    assert replay(txt) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+def test_summary_accounts_for_every_record_of_every_input(tmp_path, capsys):
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(COURSE.read_text().splitlines()[0] + "\n{broken\n\n")
+    replay(mixed, ANCHOR)
+    inputs = _summary(capsys.readouterr().err)["inputs"]
+    assert inputs == [
+        {"file": str(mixed), "format": "jsonl", "records": 2, "events": 1, "warned": 0,
+         "rejected": 1},
+        {"file": str(ANCHOR), "format": "jsonl", "records": 4, "events": 4, "warned": 0,
+         "rejected": 0},
+    ]  # fmt: skip
+
+
+def test_empty_hl7_file_is_a_reject_and_the_other_inputs_are_evaluated(tmp_path, capsys):
+    empty = tmp_path / "empty.hl7"
+    empty.write_bytes(b"")
+    assert replay(empty, ANCHOR, "--out", tmp_path / "f.jsonl") == 3
+    assert f"{empty}:line 1: error: empty file" in capsys.readouterr().err
+    assert "LINE_FLUSH" in _codes(tmp_path / "f.jsonl")
+
+
+def test_hl7_with_prose_before_the_first_msh_is_read_not_refused(tmp_path, capsys):
+    capture = tmp_path / "capture.hl7"
+    capture.write_bytes(
+        b"Captured 2026-03-02 on ward 4\r\nMSH|^~\\&|A|B|C|D|202603020900||ACK|1|P|2.6\r"
+    )
+    assert replay(capture, ANCHOR, "--out", tmp_path / "f.jsonl") != 2
+    assert str(capture) in capsys.readouterr().err
+    assert "LINE_FLUSH" in _codes(tmp_path / "f.jsonl")
+
+
+def test_a_source_that_fails_costs_the_rest_of_that_source_only(tmp_path, monkeypatch, capsys):
+    """HL7 is read as a black box: whatever it raises, the other inputs are still judged."""
+    from pumpguard.adapters.hl7v2 import Hl7Source
+
+    def explode(self):
+        self.position = "message 3 (line 9)"
+        raise RuntimeError("boom")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(Hl7Source, "__iter__", explode)
+    pumps = tmp_path / "pumps.hl7"
+    pumps.write_bytes(b"MSH|^~\\&|A|B|C|D|202603020900||ACK|1|P|2.6\r")
+    assert replay(pumps, ANCHOR, "--out", tmp_path / "f.jsonl") == 3
+    err = capsys.readouterr().err
+    assert f"{pumps}:message 3 (line 9): error: reading stopped here: RuntimeError: 'boom'" in err
+    assert "Traceback" not in err
+    assert _summary(err)["inputs"][0]["stopped_at"] == "message 3 (line 9)"
+    assert "LINE_FLUSH" in _codes(tmp_path / "f.jsonl")
+
+
+def test_adapter_config_that_does_not_load_is_a_usage_error(tmp_path, capsys):
+    config = tmp_path / "feed.yaml"
+    config.write_text("time_zone: Mars/Olympus\n")
+    assert replay(COURSE, "--config", config) == 2
+    assert "adapter config" in capsys.readouterr().err
+
+
+def test_until_outside_the_representable_years_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        replay(COURSE, "--until", "9999-12-31T23:30:00-01:00")
+    assert info.value.code == 2
+    assert "outside the years 1 to 9999" in capsys.readouterr().err
+
+
+def test_a_finding_at_the_last_representable_second_is_written(tmp_path, capsys):
+    start = {
+        "event_id": "s", "type": "pump.infusion_started", "ts": "9999-12-31T23:00:00Z",
+        "patient_id": "p", "pump_id": "P", "drug": "blinatumomab", "rate_ml_h": 10,
+    }  # fmt: skip
+    flush = {**start, "event_id": "f", "type": "pump.flush", "ts": "9999-12-31T23:59:59Z"}
+    del flush["drug"], flush["rate_ml_h"]
+    flush["volume_ml"] = 5
+    late = tmp_path / "late.jsonl"
+    late.write_text(json.dumps(start) + "\n" + json.dumps(flush) + "\n")
+    replay(late, "--out", tmp_path / "f.jsonl")
+    assert "LINE_FLUSH" in _codes(tmp_path / "f.jsonl")
+
+
+def test_out_dash_is_standard_output(capsys):
+    assert replay(COURSE, "--out", "-") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    assert not Path("-").exists()
+
+
+def test_an_input_that_vanishes_before_it_is_read_is_a_reject_not_a_defect(
+    tmp_path, monkeypatch, capsys
+):
+    from pumpguard.adapters.jsonl import JsonlSource
+
+    gone = tmp_path / "gone.jsonl"
+    gone.write_bytes(COURSE.read_bytes())
+    opened = JsonlSource._open
+
+    def vanish(self):
+        if self.path == gone:
+            gone.unlink()
+        return opened(self)
+
+    monkeypatch.setattr(JsonlSource, "_open", vanish)
+    assert replay(gone, ANCHOR, "--out", tmp_path / "f.jsonl") == 3
+    err = capsys.readouterr().err
+    assert "reading stopped here: the input cannot be read (No such file or directory)" in err
+    assert "defect" not in err

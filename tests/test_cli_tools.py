@@ -132,3 +132,40 @@ def test_the_same_course_as_hl7_and_as_jsonl_gives_the_same_findings(tmp_path):
 
     assert key(tmp_path / "a.jsonl") == key(tmp_path / "b.jsonl")
     assert len(key(tmp_path / "a.jsonl")) == 5
+
+
+def test_convert_out_naming_an_input_is_refused_and_the_input_kept(tmp_path, capsys):
+    course = tmp_path / "course.jsonl"
+    course.write_bytes(COURSE.read_bytes())
+    assert main(["convert", str(course), "--out", str(course)]) == 2
+    assert course.read_bytes() == COURSE.read_bytes()
+
+
+def test_convert_refused_leaves_an_existing_output_byte_identical(tmp_path):
+    out = tmp_path / "events.jsonl"
+    out.write_bytes(b"kept\n")
+    unknown = tmp_path / "notes.bin"
+    unknown.write_bytes(b"\x00\x01")
+    assert main(["convert", str(COURSE), str(unknown), "--out", str(out)]) == 2
+    assert out.read_bytes() == b"kept\n"
+
+
+def test_convert_goes_on_past_a_source_that_fails(tmp_path, monkeypatch, capsys):
+    from pumpguard.adapters.hl7v2 import Hl7Source
+
+    def explode(self):
+        raise RuntimeError("boom")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(Hl7Source, "__iter__", explode)
+    pumps = tmp_path / "pumps.hl7"
+    pumps.write_bytes(b"MSH|^~\\&|A|B|C|D|202603020900||ACK|1|P|2.6\r")
+    out = tmp_path / "events.jsonl"
+    assert main(["convert", str(pumps), str(COURSE), "--out", str(out)]) == 3
+    assert len(out.read_text().splitlines()) == len(COURSE.read_text().splitlines())
+    err = capsys.readouterr().err
+    (stopped,) = [json.loads(x) for x in err.splitlines() if '"reading stopped here' in x]
+    assert (stopped["source"], stopped["position"]) == (str(pumps), "start of file")
+    (done,) = [json.loads(x) for x in err.splitlines() if '"convert.done"' in x]
+    assert [i["file"] for i in done["inputs"]] == [str(pumps), str(COURSE)]
+    assert done["inputs"][1]["events"] == done["events"]

@@ -105,3 +105,14 @@ def test_bag_duration_must_be_a_label_duration():
     }
     with pytest.raises(ValidationError):
         event_adapter.validate_json(json.dumps(bag))
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_time_whose_utc_instant_is_outside_years_1_to_9999_is_rejected(ts):
+    """Its UTC instant cannot be held: refused at the edge, not overflowing in the engine."""
+    assert "outside the years 1 to 9999" in reason(ts=ts)
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59+00:00"])
+def test_first_and_last_representable_instants_are_accepted(ts):
+    assert event_adapter.validate_json(json.dumps({**BASE, "ts": ts})).ts.year in (1, 9999)

@@ -51,7 +51,7 @@ class TestCsv:
             CsvSource(write_csv(tmp_path, bad, START_ROW), CsvMapping.from_yaml(MAPPING))
         )
         assert isinstance(records[0], Reject)
-        assert records[0].position == "row 2"
+        assert records[0].position == "row 2 (line 2)"
         assert "drops/min" in records[0].reason
         assert records[1].type == "pump.infusion_started"
 
@@ -264,3 +264,144 @@ class TestConfigFile:
     def test_unknown_time_zone_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unknown time zone"):
             AdapterConfig(time_zone="Mars/Olympus")
+
+
+def csv_source(data: bytes, mapping: CsvMapping | None = None) -> tuple[list, CsvSource]:
+    src = CsvSource(data=data, mapping=mapping or CsvMapping.from_yaml(MAPPING), label="x.csv")
+    return list(src), src
+
+
+class TestCsvFates:
+    """Every row ends as an event or a reject naming its row and physical line."""
+
+    def test_a_latin1_byte_rejects_its_row_when_no_encoding_is_declared(self) -> None:
+        bad = START_ROW.replace("B1", "B\xe9").encode("latin-1")
+        records, src = csv_source(HEADER.encode() + bad + b"\n" + START_ROW.encode() + b"\n")
+        assert records[0].position == "row 2 (line 2)"
+        assert "byte 0xe9 in column 'Container' is not utf-8" in records[0].reason
+        assert (src.tally.events, src.tally.rejected) == (1, 1)
+
+    def test_a_declared_encoding_is_honoured(self) -> None:
+        mapping = CsvMapping.from_yaml(MAPPING).model_copy(update={"encoding": "latin-1"})
+        data = (HEADER + START_ROW.replace("B1", "B\xe9") + "\n").encode("latin-1")
+        (event,), _ = csv_source(data, mapping)
+        assert event.bag_id == "B\xe9"
+
+    def test_an_unknown_encoding_is_refused_in_the_mapping(self) -> None:
+        with pytest.raises(ValueError, match="unknown encoding"):
+            CsvMapping.model_validate(
+                {"name": "x", "encoding": "klingon", "ts": {"column": "t"}, "type": {"column": "k"}}
+            )
+
+    def test_a_cell_over_128_kb_rejects_its_row_only(self) -> None:
+        huge = START_ROW.replace("B1", '"' + "b\n" * 70_000 + '"')
+        records, src = csv_source((HEADER + huge + "\n" + START_ROW + "\n").encode())
+        assert "field larger than field limit" in records[0].reason
+        assert records[1].event_id == "r1"
+        assert src.position == "row 3 (line 70003)"
+        assert (src.tally.records, src.tally.events, src.tally.rejected) == (2, 1, 1)
+
+    def test_position_names_the_physical_line_a_row_starts_on(self) -> None:
+        multi = START_ROW.replace("B1", '"B\n1"')
+        bad = START_ROW.replace("mL/h", "drops/min")
+        records, _ = csv_source((HEADER + multi + "\n\n" + bad + "\n").encode())
+        assert records[1].position == "row 3 (line 5)"
+
+    def test_empty_file_is_one_reject_naming_the_file(self) -> None:
+        (reject,), src = csv_source(b"")
+        assert (reject.source, reject.position) == ("x.csv", "line 1")
+        assert src.tally.records == 0
+
+    def test_header_split_by_another_delimiter_is_one_reject_counting_its_rows(self) -> None:
+        config = AdapterConfig(csv_mappings=[MAPPING])
+        data = (HEADER + START_ROW + "\n" + START_ROW + "\n").replace(",", ";").encode()
+        src = CsvSource(data=data, config=config, label="x.csv")
+        (reject,) = list(src)
+        assert "is the delimiter wrong?" in reject.reason
+        assert (src.tally.records, src.tally.rejected) == (2, 2)
+
+    def test_a_mapping_is_chosen_by_its_own_delimiter(self, tmp_path: Path) -> None:
+        semi = tmp_path / "semi.yaml"
+        semi.write_text(MAPPING.read_text().replace('delimiter: ","', 'delimiter: ";"'))
+        config = AdapterConfig(csv_mappings=[semi])
+        data = (HEADER + START_ROW + "\n").replace(",", ";").encode()
+        (event,) = list(CsvSource(data=data, config=config, label="x.csv"))
+        assert event.rate_ml_h == 10.0
+
+    def test_a_row_that_does_not_fit_the_header_is_refused(self) -> None:
+        records, _ = csv_source((HEADER + START_ROW + ",extra\n").encode())
+        assert "row has 17 cells, the header 16" in records[0].reason
+
+    def test_a_mapping_that_does_not_load_is_refused_when_the_source_opens(
+        self, tmp_path: Path
+    ) -> None:
+        broken = tmp_path / "broken.yaml"
+        broken.write_text("name: x\n")
+        with pytest.raises(ParseError, match="does not load"):
+            CsvSource(data=b"", config=AdapterConfig(csv_mappings=[broken]))
+
+
+class TestDetectContent:
+    """Content decides where the extension does not, and a broken file goes to its reader."""
+
+    def test_json_lines_named_txt_are_jsonl(self, tmp_path: Path) -> None:
+        path = tmp_path / "events.txt"
+        path.write_text('{"event_id": "x"}\n')
+        assert detect_format(path) == "jsonl"
+
+    def test_hl7_capture_with_prose_before_the_first_msh_is_hl7(self, tmp_path: Path) -> None:
+        path = tmp_path / "capture.txt"
+        path.write_bytes(b"Captured on ward 4\r\nMSH|^~\\&|A|B\r")
+        assert detect_format(path) == "hl7"
+
+    def test_hl7_extension_is_hl7_whatever_comes_first(self, tmp_path: Path) -> None:
+        path = tmp_path / "capture.hl7"
+        path.write_text("junk\n")
+        assert detect_format(path) == "hl7"
+
+    def test_broken_json_document_is_left_to_its_reader(self, tmp_path: Path) -> None:
+        path = tmp_path / "events.json"
+        path.write_text("[" * 10000)
+        assert detect_format(path) == "json"
+        (reject,) = list(open_source(path))
+        assert "nested too deeply" in reject.reason
+
+    def test_empty_file_opens_as_one_reject(self, tmp_path: Path) -> None:
+        path = tmp_path / "events.jsonl"
+        path.write_bytes(b"\xef\xbb\xbf \n")
+        (reject,) = list(open_source(path))
+        assert reject.reason.startswith("empty file")
+
+
+class TestConvertIsolation:
+    """A source that fails costs the rest of that source; the other inputs are converted."""
+
+    def test_failing_source_becomes_a_reject_and_the_next_input_is_converted(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from pumpguard.adapters.jsonl import JsonlSource
+
+        first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+        line = '{"event_id":"e1","type":"encounter.discharged","ts":"2026-03-02T08:00:00Z",'
+        first.write_text(line + '"patient_id":"p1"}\n')
+        second.write_text(line.replace("e1", "e2") + '"patient_id":"p1"}\n')
+        original = JsonlSource.__iter__
+
+        def fail_on_a(self: JsonlSource):  # type: ignore[no-untyped-def]
+            if self.label.endswith("a.jsonl"):
+                self.position = "line 1"
+                raise MemoryError("simulated")
+            yield from original(self)
+
+        monkeypatch.setattr(JsonlSource, "__iter__", fail_on_a)
+        out, rej = io.StringIO(), io.StringIO()
+        summary: list[dict[str, object]] = []
+        assert convert([first, second], out, rej, summary=summary) == (1, 1)
+        assert json.loads(rej.getvalue())["position"] == "line 1"
+        assert summary[1]["events"] == 1
+
+
+def test_fhir_ndjson_with_a_broken_first_line_is_still_fhir(tmp_path: Path) -> None:
+    path = tmp_path / "export.ndjson"
+    path.write_text("[" * 10000 + "\n" + '{"resourceType": "Encounter"}\n')
+    assert detect_format(path) == "fhir-ndjson"

@@ -215,3 +215,87 @@ class TestContainers:
             "InfusionStarted",
         ]
         assert records[1].position == "line 2"
+
+
+def bundle(entry: Any) -> bytes:
+    return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entry}).encode()
+
+
+def source(data: bytes, **kw: Any) -> tuple[list, Any]:
+    src = FhirSource(data=data, label="f", **kw)
+    records = list(src)
+    return records, src.tally
+
+
+class TestOneFatePerResource:
+    """Each resource (Bundle entry, NDJSON line) ends as events, a warning or a reject."""
+
+    def test_bundle_entries_that_are_not_objects_are_rejected_by_index(self) -> None:
+        records, tally = source(bundle([{"resource": DEXA}, "s", 7, None, []]))
+        assert [r.position for r in records if isinstance(r, Reject)] == [
+            "entry 2",
+            "entry 3",
+            "entry 4",
+            "entry 5",
+        ]
+        assert "entry is a string, not an object" in records[1].reason
+        assert (tally.records, tally.events, tally.rejected) == (5, 1, 4)
+
+    def test_bundle_entry_that_is_no_list_is_one_reject(self) -> None:
+        for entry in ("x", 42, None, {"resource": DEXA}):
+            (reject,), tally = source(bundle(entry))
+            assert reject.position == "Bundle.entry"
+            assert "not a list of entries" in reject.reason
+            assert (tally.records, tally.rejected) == (1, 1)
+
+    def test_empty_bundle_is_a_warning(self) -> None:
+        (warning,), tally = source(bundle([]))
+        assert warning.level == "warning"
+        assert (tally.records, tally.warned) == (1, 1)
+
+    def test_json_nested_ten_thousand_deep_is_a_reject_in_a_document(self) -> None:
+        (reject,), tally = source(b'{"resourceType": "Bundle", "entry": ' + b"[" * 10000)
+        assert "nested too deeply" in reject.reason
+        assert tally.rejected == 1
+
+    def test_json_nested_ten_thousand_deep_costs_one_ndjson_line(self) -> None:
+        data = json.dumps(DEXA).encode() + b"\n" + b"[" * 10000 + b"]" * 10000 + b"\n"
+        records, tally = source(data, ndjson=True)
+        assert records[1].position == "line 2"
+        assert (tally.records, tally.events, tally.rejected) == (2, 1, 1)
+
+    def test_a_latin1_byte_costs_one_ndjson_line(self) -> None:
+        data = b'{"resourceType": "Patient", "name": "Jos\xe9"}\n' + json.dumps(DEXA).encode()
+        records, tally = source(data, ndjson=True)
+        assert (records[0].position, records[0].reason[:9]) == ("line 1", "not UTF-8")
+        assert (tally.records, tally.events, tally.rejected) == (2, 1, 1)
+
+    def test_a_mapper_failure_costs_that_resource_only_and_says_it_is_a_defect(
+        self, monkeypatch: Any
+    ) -> None:
+        from pumpguard.adapters import fhir
+
+        def broken(self: Any) -> None:
+            raise TypeError("unforeseen shape")
+
+        monkeypatch.setattr(fhir._Mapper, "_encounter", broken)
+        encounter = {"resourceType": "Encounter", "id": "e1"}
+        records, tally = source(bundle([{"resource": encounter}, {"resource": DEXA}]))
+        assert records[0].position == "entry 1"
+        assert "TypeError: 'unforeseen shape' (a defect in pumpguard" in records[0].reason
+        assert (tally.records, tally.events, tally.rejected) == (2, 1, 1)
+
+    def test_events_carry_their_resource_position_for_duplicate_reports(self) -> None:
+        src = FhirSource(data=bundle([{"resource": DEXA}, {"resource": BLINA}]), label="f")
+        positions = []
+        for _ in src:
+            positions.append(src.position)
+        assert positions == ["entry 1", "entry 2"]
+
+
+def test_a_lone_surrogate_rejects_its_resource_only() -> None:
+    damaged = json.dumps({**DEXA, "id": "x"}).replace('"x"', '"\\ud800"')
+    data = (damaged + "\n" + json.dumps(DEXA) + "\n").encode()
+    records, tally = source(data, ndjson=True)
+    assert (records[0].position, "half a UTF-16 pair" in records[0].reason) == ("line 1", True)
+    assert (tally.events, tally.rejected) == (1, 1)
