@@ -50,6 +50,7 @@ def test_a_bad_input_costs_only_its_own_records(
 ):
     """No traceback, the documented exit, every record accounted for, the anchor still judged."""
     bad = folder / case["file"]
+    case = {**case, **case.get("cli", {})}  # what replay reports, where it differs from the source
     out, rejects = tmp_path / "findings.jsonl", tmp_path / "rejects.jsonl"
     args = ["replay", str(bad), str(ANCHOR), "--out", str(out), "--rejects", str(rejects)]
     if case.get("config"):
