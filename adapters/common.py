@@ -6,12 +6,11 @@ import contextlib
 import enum
 import json
 import re
-from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from pumpguard.engine.errors import ParseError
 from pumpguard.engine.events import EVENT_TYPES, Event, event_adapter
-from pumpguard.engine.gate import describe_validation_error
+from pumpguard.engine.gate import QUOTE_LIMIT, describe_validation_error, quote
 from pydantic import ValidationError
 
 __all__ = [
@@ -26,9 +25,6 @@ __all__ = [
     "make_event",
     "quote",
 ]
-
-QUOTE_LIMIT = 200
-"""At most this many characters of an offending value go into a reject reason."""
 
 _ENUM_FIELDS: dict[tuple[str, str], type[enum.Enum]] = {}
 for _type, _model in EVENT_TYPES.items():
@@ -66,63 +62,14 @@ def canonical_json(event: Event) -> str:
     return event.model_dump_json(exclude_none=True, exclude=set(event.unknown_fields) or None)
 
 
-def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """``repr(value)``, cut to about ``limit`` characters with the full length said.
-
-    A reject reason is read by a person: a 100 KB cell quoted whole buries the
-    reason and bloats the rejects file.
-    """
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters"
-    return f"{text[:limit]}… ({size})"
-
-
 def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
     """``text`` as it is when short, else cut to ``limit`` characters with the full length said."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-class _Quoted:
-    """Stands in for a value so that ``repr`` gives its clipped quotation."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, value: object) -> None:
-        # A time mapped by an adapter reads as the ISO text it came from, not a constructor.
-        self.text = quote(value.isoformat() if isinstance(value, datetime | date) else value)
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-class _ClippedErrors:
-    """A ValidationError seen through ``errors()`` with every quoted value clipped.
-
-    The gate's describer quotes the input whole; this keeps its wording (one
-    policy, written once) and only bounds what it quotes.
-    """
-
-    def __init__(self, exc: ValidationError) -> None:
-        self._exc = exc
-
-    def errors(self, **kw: Any) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for err in self._exc.errors(**kw):
-            item = dict(err)
-            if "input" in item:
-                item["input"] = _Quoted(item["input"])
-            ctx = item.get("ctx")
-            if isinstance(ctx, dict):
-                item["ctx"] = {k: _Quoted(v) if isinstance(v, str) else v for k, v in ctx.items()}
-            out.append(item)
-        return out
-
-
 def describe_invalid(exc: ValidationError) -> str:
     """The gate's sentence for a validation error, quoting at most ~200 characters a value."""
-    text = describe_validation_error(cast(ValidationError, _ClippedErrors(exc)))
+    text = describe_validation_error(exc)
     # A whole-record problem has no field name; the gate then leaves an empty one.
     return text.removeprefix(": ")
 

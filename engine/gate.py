@@ -10,16 +10,36 @@ fixed, small set of properties.
 from __future__ import annotations
 
 import math
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import GateError
 
-__all__ = ["GateError", "check_message", "describe_validation_error"]
+__all__ = ["QUOTE_LIMIT", "GateError", "check_message", "describe_validation_error", "quote"]
 
 MAX_STRING = 4096
 MAX_PROPERTIES = 200
+
+
+QUOTE_LIMIT = 200
+"""At most this many characters of an offending value are quoted in a reason."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to about ``limit`` characters with the full length said.
+
+    A reject reason is read by a person: a 100 KB cell quoted whole buries the
+    reason and bloats the rejects file. A time reads as its ISO text.
+    """
+    if isinstance(value, datetime | date):
+        value = value.isoformat()
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    return f"{text[:limit]}… ({size} characters)"
 
 
 def describe_validation_error(exc: ValidationError, text: str | None = None) -> str:
@@ -33,7 +53,7 @@ def describe_validation_error(exc: ValidationError, text: str | None = None) -> 
             continue
         if kind == "union_tag_invalid":
             ctx = err.get("ctx") or {}
-            parts.append(f"unknown event type {ctx.get('tag')!r}")
+            parts.append(f"unknown event type {quote(ctx.get('tag'))}")
             continue
         if kind == "union_tag_not_found":
             parts.append("no 'type' field")
@@ -47,10 +67,10 @@ def describe_validation_error(exc: ValidationError, text: str | None = None) -> 
             parts.append(f"{field}: required field missing")
         elif kind == "timezone_aware":
             parts.append(
-                f"{field}: timestamp has no UTC offset ({err.get('input')!r}); never guessed"
+                f"{field}: timestamp has no UTC offset ({quote(err.get('input'))}); never guessed"
             )
         else:
-            parts.append(f"{field}: {msg} (got {err.get('input')!r})")
+            parts.append(f"{field}: {msg} (got {quote(err.get('input'))})")
     return "; ".join(parts) or "invalid event"
 
 
