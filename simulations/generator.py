@@ -949,7 +949,7 @@ class _PatientSim:
         same_pump = self.pump_id == self.base_pump and not any(
             i.deviation.kind == "elastomeric_pump" for i in self.pending
         )
-        room = self.cycle_min - self.inf_done > bag.hours * H
+        room = self.cycle_min - self.inf_done > 2 * bag.hours * H + H
         lose = follows and alike and same_pump and room
         if lose and self.b.lost_stop and self.rng.random() < self.b.lost_stop:
             self.saw("lost_stop")

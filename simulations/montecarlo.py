@@ -116,7 +116,7 @@ def _profile(rng: random.Random, index: int, proto: Protocol, mix: frozenset[str
     r = rng.random()
     # every draw is made whatever the branch, so switching a behaviour off moves no dice
     infant = (rng.uniform(55, 70), round(rng.uniform(5.5, 9.5), 1))
-    kid_age = rng.randint(2, 17)
+    kid_age = rng.randint(2, 16)  # a child stays under 18 through the longest course
     kid = (
         85 + 6.5 * kid_age + rng.uniform(-8, 8),
         round(max(11.0, 2.2 * kid_age + 8 + rng.uniform(-3, 6)), 1),
@@ -349,7 +349,8 @@ def random_deviation(
         if not c.home_infusion or floor < 1.5:
             return None
         weight = round(rng.uniform(max(1.0, floor * 0.5), floor - 0.5), 1)
-        age = 0 if weight < 10 else max(1, min(17, round((weight - 8) / 2.2)))
+        # at most 16: a child stays a child (under 18) through the longest course
+        age = 0 if weight < 10 else max(1, min(16, round((weight - 8) / 2.2)))
         height = 55 + weight * 2.5 if weight < 10 else 85 + 6.5 * age
         p = p.model_copy(
             update={
