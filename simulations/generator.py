@@ -906,6 +906,9 @@ class _PatientSim:
         nxt = self.next_bag
         if nxt is None or not nxt.triggered:
             return False
+        # a deviation made when a bag is hung needs a hang, not a swap
+        if any(self.due_by(kind, self.t) for kind in _HANG_KINDS):
+            return False
         new = cast(_Bag, nxt.value)
         wrong = self.take("hot_swap_wrong_rate")
         if wrong is not None:
@@ -1149,6 +1152,9 @@ def _discontinuation(sim: _PatientSim, inj: Injected) -> Proc:
         sim.stop_course = True
         sim.interrupt(_Stop("user", pause, False, False, final=True))
 
+
+_HANG_KINDS = ("bag_overdue", "rate_mismatch", "elastomeric_pump", "dose_error")
+"""Deviations placed when a bag is hung (not swapped in)."""
 
 _POINT_KINDS: dict[str, Callable[[_PatientSim, Injected], Proc]] = {
     "bolus": _bolus,

@@ -176,8 +176,11 @@ def _home_day(rng: random.Random, p: Patient, c: Course, cycle: int, proto: Prot
     hosp = _hosp_days(p, c, cycle, proto)
     if p.indication == "relapsed_refractory" and cycle == 1:
         hosp = max(hosp, (proto.num("step_up_infusion_h") + proto.num("step_up_late_h")) / 24)
-    last = proto.num("cycle_length_h") / 24 - 2 - 2 * c.home_bag_hours / 24
-    return round(rng.uniform(hosp + 2, max(hosp + 2.5, last)), 2)
+    length = proto.num("cycle_length_h") / 24
+    last = length - 2 - 2 * c.home_bag_hours / 24
+    # a patient in hospital all cycle has no home day: any day well inside the cycle
+    lo, hi = min(hosp + 2, length - 4), min(max(hosp + 2.5, last), length - 3)
+    return round(rng.uniform(lo, hi), 2)
 
 
 def _behaviours(
