@@ -21,6 +21,7 @@ __all__ = [
     "describe_invalid",
     "json_kind",
     "load_json",
+    "load_json_document",
     "lone_surrogate",
     "make_event",
     "quote",
@@ -72,6 +73,14 @@ def describe_invalid(exc: ValidationError) -> str:
     text = describe_validation_error(exc)
     # A whole-record problem has no field name; the gate then leaves an empty one.
     return text.removeprefix(": ")
+
+
+def load_json_document(raw: bytes) -> object:
+    """A whole file's bytes as one JSON document (UTF-8, a BOM allowed); ParseError if not."""
+    try:
+        return load_json(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
 
 
 def load_json(text: str | bytes) -> object:

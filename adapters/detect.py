@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pumpguard.adapters.base import EventSource, Record, Reject, Tally, unknown_fields_warning
-from pumpguard.adapters.common import describe_invalid, load_json
+from pumpguard.adapters.common import describe_invalid, load_json_document
 from pumpguard.adapters.config import AdapterConfig
 from pumpguard.adapters.csv_source import CsvSource
 from pumpguard.adapters.fhir import FhirSource, FhirXmlSource, is_fhir_json
@@ -88,8 +88,8 @@ def _first_json_line(path: Path, tries: int = 100) -> object:
             if not raw.strip():
                 continue
             try:
-                return load_json(raw.decode("utf-8-sig"))
-            except (ParseError, UnicodeDecodeError):
+                return load_json_document(raw)
+            except ParseError:
                 tries -= 1
                 if tries <= 0:
                     return None
@@ -122,8 +122,8 @@ def detect_format(path: Path, label: str | None = None) -> str:
         return _lines_kind(path)
     if suffix == ".json":
         try:
-            obj = load_json(path.read_bytes().decode("utf-8-sig"))
-        except (ParseError, UnicodeDecodeError):
+            obj = load_json_document(path.read_bytes())
+        except ParseError:
             # One event per line saved as .json is still canonical JSONL; anything
             # else is a broken document its reader rejects with the reason.
             first = _first_json_line(path, tries=1)  # a pretty-printed document has JSON lines too
@@ -219,9 +219,7 @@ class CanonicalJsonSource(EventSource):
         raw = self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
         self.position = "document"
         try:
-            obj = load_json(raw.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            obj = ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}")
+            obj = load_json_document(raw)
         except ParseError as exc:
             obj = exc
         if isinstance(obj, ParseError):

@@ -28,6 +28,7 @@ from pumpguard.adapters.common import (
     describe_invalid,
     json_kind,
     load_json,
+    load_json_document,
     lone_surrogate,
     make_event,
     quote,
@@ -121,9 +122,7 @@ class FhirSource(EventSource):
             return
         self.position = "document"
         try:
-            obj = load_json(raw.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            obj = ParseError(f"not UTF-8: {exc.reason} at byte {exc.start}")
+            obj = load_json_document(raw)
         except ParseError as exc:
             obj = exc
         if isinstance(obj, ParseError):
