@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy -p pumpguard.engine
+	$(BIN)/mypy -p pumpguard
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
