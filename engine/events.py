@@ -11,6 +11,7 @@ Unknown fields are kept aside (``model_extra``) so the gate can report them;
 the engine never reads them.
 """
 
+import json
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -39,6 +40,7 @@ __all__ = [
     "Setting",
     "StopReason",
     "event_adapter",
+    "parse_event",
 ]
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
@@ -375,6 +377,16 @@ CanonicalEvent = Annotated[
 
 event_adapter: TypeAdapter[Any] = TypeAdapter(CanonicalEvent)
 """Validates one event from a dict (``validate_python``) or JSON text (``validate_json``)."""
+
+
+def parse_event(raw: str | bytes | dict[str, Any]) -> Event:
+    """One canonical event from JSON text or a JSON-shaped dict; ValidationError if invalid.
+
+    A dict goes through JSON, so it is read exactly as a line of a file would be
+    (strict models take times and enumerations as JSON text only).
+    """
+    text = json.dumps(raw) if isinstance(raw, dict) else raw
+    return event_adapter.validate_json(text)  # type: ignore[no-any-return]
 
 
 def _types() -> dict[str, type[Event]]:
