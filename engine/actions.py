@@ -15,6 +15,7 @@ from .deadlines import Deadline, DeadlineQueue
 from .explain import Explainer, lookup
 from .expr import evaluate
 from .findings import Finding
+from .gate import rule_value
 from .rendering import finding_for
 from .state import PatientState
 
@@ -61,9 +62,7 @@ class ActionRunner:
             elif action.close_deadline is not None:
                 self.deadlines.close(patient.patient_id, action.close_deadline)
             elif action.set is not None:
-                new = evaluate(value, env) if value is not None else action.set.value
-                if isinstance(new, int) and not isinstance(new, bool):
-                    new = float(new)
+                new = rule_value(evaluate(value, env) if value is not None else action.set.value)
                 if new is None:
                     patient.facts.pop(action.set.fact, None)
                 else:

@@ -26,6 +26,7 @@ from .errors import GateError, RuleEvaluationError
 from .events import EVENT_TYPES, Event
 from .explain import Explainer, NearMiss, lookup
 from .findings import Finding
+from .gate import rule_value
 from .host import RuleHost
 from .rendering import ENGINE_ERROR_CODE, engine_alert
 from .state import PatientState
@@ -57,11 +58,7 @@ def event_fields(event: Event) -> dict[str, Any]:
         value = getattr(event, name)
         if value is None:
             continue
-        if isinstance(value, Enum):
-            value = value.value
-        elif isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        out[name] = value
+        out[name] = rule_value(value.value if isinstance(value, Enum) else value)
     return out
 
 

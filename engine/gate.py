@@ -17,7 +17,14 @@ from pydantic import ValidationError
 
 from .errors import GateError
 
-__all__ = ["QUOTE_LIMIT", "GateError", "check_message", "describe_validation_error", "quote"]
+__all__ = [
+    "QUOTE_LIMIT",
+    "GateError",
+    "check_message",
+    "describe_validation_error",
+    "quote",
+    "rule_value",
+]
 
 MAX_STRING = 4096
 MAX_PROPERTIES = 200
@@ -72,6 +79,17 @@ def describe_validation_error(exc: ValidationError, text: str | None = None) -> 
         else:
             parts.append(f"{field}: {msg} (got {quote(err.get('input'))})")
     return "; ".join(parts) or "invalid event"
+
+
+def rule_value(value: Any) -> Any:
+    """A value as durable-rules must see it: integers as floats (it divides integers as C does).
+
+    Every number that reaches a message or a fact passes here: events, derived
+    state and facts set by actions alike, so the gate below never finds an int.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def check_message(message: dict[str, Any]) -> dict[str, Any]:

@@ -130,6 +130,17 @@ def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
     return parts[0] if len(parts) == 1 else (op, parts)
 
 
+def _fired_rule(action: str) -> str:
+    """The rule key a native firing names: the first key of its JSON text.
+
+    durable_rules_engine hands a firing back as ``{"<rule key>": {...}}``; only
+    the key is needed, and decoding the whole text (the message again) would
+    cost a JSON parse per firing. Keys are ours (``k<n>`` or a part name), so
+    they hold no quote.
+    """
+    return action[2 : action.index('"', 2)]
+
+
 def _pattern(rule: CompiledRule) -> dict[str, Any]:
     """The rule's durable-rules pattern: its trigger types and its condition."""
     types: list[dict[str, Any]] = [{"type": t} for t in rule.spec.on]
@@ -292,7 +303,7 @@ class RuleHost:
                 pending = _native.start_action_for_state(handle, state_handle)
                 action = pending[1] if pending else None
                 while action:
-                    fired.append(self._actions[(name, action[2 : action.index('"', 2)])])
+                    fired.append(self._actions[(name, _fired_rule(action))])
                     action = _native.complete_and_start_action(handle, state_handle)
         finally:
             if result[0] != _NOT_HANDLED:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypedDict, cast, get_args, get_type_hints
 
 from .events import Event
 from .expr import Kind
+from .gate import rule_value
 
 __all__ = ["STATE_FIELDS", "Passing", "PatientState", "StateConfig", "StateView", "state_fields"]
 
@@ -608,7 +609,7 @@ class PatientState:
 def _put(s: dict[str, Any], name: str, value: Any) -> None:
     if value is None:
         return
-    s[name] = float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    s[name] = rule_value(value)
 
 
 def _num(value: float) -> str:
