@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .compiler import CompiledPack, CompiledRule
+from .compiler import (
+    CloseDeadline,
+    CompiledPack,
+    CompiledRule,
+    OpenDeadline,
+    RaiseFinding,
+    SetFact,
+)
 from .deadlines import Deadline, DeadlineQueue
 from .explain import Explainer, lookup
 from .expr import evaluate
@@ -48,42 +55,41 @@ class ActionRunner:
     ) -> list[Finding]:
         """Carry out ``rule``'s actions in order; ``seen`` are the episode groups that matched."""
         out: list[Finding] = []
-        for action, value in zip(rule.actions, rule.values, strict=True):
-            if action.raise_ is not None:
-                spec = action.raise_
+        for step in rule.steps:
+            if isinstance(step, RaiseFinding):
                 finding = finding_for(
-                    self.pack, rule, spec, patient.patient_id, env, ts, evidence, late=late
+                    self.pack, rule, step.spec, patient.patient_id, env, ts, evidence, late=late
                 )
                 if self.observer is not None:
                     self.observer.raised(finding, rule, env, opened)
                 out.append(finding)
-            elif action.open_deadline is not None and value is not None:
-                self._open(rule, action.open_deadline, value, patient, env, ts, evidence)
-            elif action.close_deadline is not None:
-                self.deadlines.close(patient.patient_id, action.close_deadline)
-            elif action.set is not None:
-                new = rule_value(evaluate(value, env) if value is not None else action.set.value)
+            elif isinstance(step, OpenDeadline):
+                self._open(rule, step, patient, env, ts, evidence)
+            elif isinstance(step, CloseDeadline):
+                self.deadlines.close(patient.patient_id, step.name)
+            elif isinstance(step, SetFact):
+                new = rule_value(evaluate(step.expr, env) if step.expr is not None else step.value)
                 if new is None:
-                    patient.facts.pop(action.set.fact, None)
+                    patient.facts.pop(step.fact, None)
                 else:
-                    patient.facts[action.set.fact] = new
-            elif action.end_episode is not None and action.end_episode not in seen:
-                patient.episodes.pop(action.end_episode, None)
+                    patient.facts[step.fact] = new
+            elif step.group not in seen:  # EndEpisode
+                patient.episodes.pop(step.group, None)
         return out
 
     def _open(
         self,
         rule: CompiledRule,
-        spec: Any,
-        value: Any,
+        step: OpenDeadline,
         patient: PatientState,
         env: Env,
         ts: float,
         evidence: tuple[str, ...],
     ) -> None:
-        hours = evaluate(value, env)
+        hours = evaluate(step.after_h, env)
         if not isinstance(hours, int | float) or hours != hours:
             return  # an unknown duration opens nothing: the rule's condition guards it
+        spec = step.spec
         carry = {k: lookup(env, ref) for k, ref in spec.carry.items()}
         d = self.deadlines.open(
             patient.patient_id,

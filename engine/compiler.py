@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,13 +19,19 @@ from .errors import ExprError, RulePackError
 from .events import EVENT_TYPES
 from .expr import CompiledCondition, Kind, Resolver, compile_condition, compile_value
 from .findings import RulePackRef
-from .schema import ActionSpec, PackSpec, RuleSpec
+from .schema import ActionSpec, DeadlineAction, PackSpec, RaiseAction, RuleSpec
 from .state import StateConfig
 from .template import FILTERS, placeholders
 
 __all__ = [
+    "CloseDeadline",
+    "CompiledAction",
     "CompiledPack",
     "CompiledRule",
+    "EndEpisode",
+    "OpenDeadline",
+    "RaiseFinding",
+    "SetFact",
     "check_editions",
     "check_episodes",
     "compile_rule",
@@ -36,19 +42,61 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class RaiseFinding:
+    """``raise``: a finding worded from the pack's templates."""
+
+    spec: RaiseAction
+
+
+@dataclass(frozen=True, slots=True)
+class OpenDeadline:
+    """``open_deadline``: due ``after_h`` hours from now (a compiled number expression)."""
+
+    spec: DeadlineAction
+    after_h: ast.expr
+
+
+@dataclass(frozen=True, slots=True)
+class CloseDeadline:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetFact:
+    """``set``: a fact to a constant, or to an expression's value when ``expr`` is given."""
+
+    fact: str
+    value: float | bool | str | None
+    expr: ast.expr | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndEpisode:
+    group: str
+
+
+CompiledAction = RaiseFinding | OpenDeadline | CloseDeadline | SetFact | EndEpisode
+"""One verb of a rule, compiled: what :mod:`.actions` carries out."""
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A rule ready to run: its condition for durable-rules and its actions."""
+    """A rule ready to run: its condition for durable-rules and its compiled steps."""
 
     spec: RuleSpec
     location: str
     condition: CompiledCondition
-    actions: tuple[ActionSpec, ...]
-    values: tuple[ast.expr | None, ...]
+    steps: tuple[CompiledAction, ...]
     near_miss: CompiledCondition | None
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def actions(self) -> tuple[ActionSpec, ...]:
+        """The actions as the pack declares them (for listing codes, deadlines...)."""
+        return tuple(self.spec.then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,47 +254,56 @@ def compile_rule(
     except ExprError as exc:
         raise fail(str(exc)) from None
 
-    values: list[ast.expr | None] = []
-    for action in rule.then:
-        values.append(None)
-        if action.raise_ is not None:
-            code = action.raise_.code
-            if code not in spec.codes:
-                raise fail(f"raises unknown code {code!r} (declare it under codes:)")
+    steps = tuple(_compile_step(a, spec, params, resolve, carried, macros, fail) for a in rule.then)
+    return CompiledRule(spec=rule, location=where, condition=condition, steps=steps, near_miss=near)
+
+
+def _compile_step(
+    action: ActionSpec,
+    spec: PackSpec,
+    params: Mapping[str, Any],
+    resolve: Resolver,
+    carried: Mapping[str, Mapping[str, tuple[str, tuple[str, ...]]]],
+    macros: Mapping[str, ast.expr],
+    fail: Callable[[str], RulePackError],
+) -> CompiledAction:
+    """One declared action, checked against the pack and compiled."""
+    if action.raise_ is not None:
+        code = action.raise_.code
+        if code not in spec.codes:
+            raise fail(f"raises unknown code {code!r} (declare it under codes:)")
+        try:
+            _check_template(action.raise_.message, params, resolve)
+            _check_template(action.raise_.action, params, resolve)
+        except ExprError as exc:
+            raise fail(f"message placeholder: {exc}") from None
+        return RaiseFinding(action.raise_)
+    if action.open_deadline is not None:
+        try:
+            after = compile_value(str(action.open_deadline.after_h), params, resolve, "num", macros)
+            for ref in action.open_deadline.carry.values():
+                ns, _, name = ref.partition(".")
+                resolve(ns, name)
+        except ExprError as exc:
+            raise fail(f"open_deadline: {exc}") from None
+        return OpenDeadline(action.open_deadline, after)
+    if action.close_deadline is not None:
+        if action.close_deadline not in carried:
+            raise fail(f"closes deadline {action.close_deadline!r} that no rule opens")
+        return CloseDeadline(action.close_deadline)
+    if action.set is not None:
+        if action.set.fact not in spec.facts:
+            raise fail(f"sets undeclared fact {action.set.fact!r}")
+        expr = None
+        if action.set.expr is not None:
+            kind = spec.facts[action.set.fact].kind
             try:
-                _check_template(action.raise_.message, params, resolve)
-                _check_template(action.raise_.action, params, resolve)
+                expr = compile_value(action.set.expr, params, resolve, kind, macros)
             except ExprError as exc:
-                raise fail(f"message placeholder: {exc}") from None
-        elif action.open_deadline is not None:
-            try:
-                after = str(action.open_deadline.after_h)
-                values[-1] = compile_value(after, params, resolve, "num", macros)
-                for ref in action.open_deadline.carry.values():
-                    ns, _, name = ref.partition(".")
-                    resolve(ns, name)
-            except ExprError as exc:
-                raise fail(f"open_deadline: {exc}") from None
-        elif action.close_deadline is not None:
-            if action.close_deadline not in carried:
-                raise fail(f"closes deadline {action.close_deadline!r} that no rule opens")
-        elif action.set is not None:
-            if action.set.fact not in spec.facts:
-                raise fail(f"sets undeclared fact {action.set.fact!r}")
-            if action.set.expr is not None:
-                kind = spec.facts[action.set.fact].kind
-                try:
-                    values[-1] = compile_value(action.set.expr, params, resolve, kind, macros)
-                except ExprError as exc:
-                    raise fail(f"set {action.set.fact}: {exc}") from None
-    return CompiledRule(
-        spec=rule,
-        location=where,
-        condition=condition,
-        actions=tuple(rule.then),
-        values=tuple(values),
-        near_miss=near,
-    )
+                raise fail(f"set {action.set.fact}: {exc}") from None
+        return SetFact(action.set.fact, action.set.value, expr)
+    assert action.end_episode is not None  # the schema allows exactly one verb
+    return EndEpisode(action.end_episode)
 
 
 def _check_template(text: str, params: Mapping[str, Any], resolve: Resolver) -> None:
