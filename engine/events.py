@@ -7,8 +7,8 @@ infusion log is worse than a reported one. Timestamps must carry an offset.
 Numbers must be finite and not negative; an unknown value is left out, never
 sent as 0.
 
-Unknown fields are kept aside (``model_extra``) so the gate can report them;
-the engine never reads them.
+Unknown fields are kept aside (``model_extra``) so the adapters can report them
+(a warning per record); the engine never reads them.
 """
 
 import json

@@ -433,7 +433,9 @@ def compile_condition(
 def evaluate(tree: ast.expr, env: Mapping[str, Mapping[str, Any]]) -> Any:
     """Evaluate a checked condition against a message, with the same unknown rules.
 
-    Used to explain near misses, never to decide: durable-rules decides.
+    Used for explanations and near misses, and for the value expressions of
+    actions (a deadline's hours, a fact's new value); never for a rule's
+    condition: durable-rules decides those.
     Returns True, False or None (unknown).
     """
     if isinstance(tree, ast.BoolOp):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -50,10 +50,9 @@ from pumpguard.simulations.scenario import (
     Reaction,
     Scenario,
     Staff,
-    check_plan,
 )
 
-__all__ = ["Generated", "Injected", "PatientPlan", "Population", "generate", "generate_many"]
+__all__ = ["Generated", "Injected", "PatientPlan", "Population", "generate"]
 
 H = 60
 DAY = 1440
@@ -1313,17 +1312,4 @@ def generate(
             behaviours=scenario.behaviours,
         )
     )
-    return pop.run()
-
-
-def generate_many(
-    plans: Iterable[PatientPlan], origin: datetime, seed: int | str, protocol: Protocol
-) -> Generated:
-    """A population's stream, all patients interleaved in time order."""
-    pop = Population(origin, seed, protocol)
-    for plan in plans:
-        check_plan(
-            plan.patient, plan.course, plan.staff, plan.behaviours, plan.deviations, protocol
-        )
-        pop.add(plan)
     return pop.run()
