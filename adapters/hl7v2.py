@@ -37,7 +37,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -46,6 +46,7 @@ from pumpguard.adapters.base import EventSource, Record, Reject, Tally
 from pumpguard.adapters.common import make_event
 from pumpguard.adapters.config import AdapterConfig, Binder
 from pumpguard.adapters.mdc import Term, lookup
+from pumpguard.adapters.timestamps import in_utc_range, localize
 from pumpguard.adapters.units import UnitError, convert, normalise_unit
 from pumpguard.engine.errors import BindingError, InputError, ParseError
 from pumpguard.engine.gate import describe_validation_error
@@ -461,43 +462,14 @@ def parse_dtm(value: str, zone: ZoneInfo | None, what: str = "timestamp") -> dat
     except ValueError as exc:
         msg = f"{what} {value!r} is not a real date or time: {exc}"
         raise ParseError(msg) from exc
-    if sign:
-        offset = timedelta(hours=int(oh), minutes=int(om))
-        if int(oh) > 23 or int(om) > 59:
-            msg = f"{what} {value!r} has UTC offset {sign}{oh}{om}, which is not a real offset"
-            raise ParseError(msg)
-        aware = naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
-        return _in_range(aware, value, what)
-    if zone is None:
-        msg = (
-            f"{what} {value!r} has no UTC offset and the feed configuration names no "
-            "time_zone; never guessed"
-        )
+    shown = f"{what} {value!r}"
+    if not sign:
+        return localize(naive, zone, shown)
+    if int(oh) > 23 or int(om) > 59:
+        msg = f"{shown} has UTC offset {sign}{oh}{om}, which is not a real offset"
         raise ParseError(msg)
-    try:
-        first = naive.replace(tzinfo=zone, fold=0)
-        second = naive.replace(tzinfo=zone, fold=1)
-        if first.utcoffset() != second.utcoffset():
-            msg = f"{what} {value!r} is ambiguous in {zone.key} (clocks went back); never guessed"
-            raise ParseError(msg)
-        if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
-            msg = f"{what} {value!r} does not exist in {zone.key} (clocks went forward)"
-            raise ParseError(msg)
-    except OverflowError as exc:
-        msg = f"{what} {value!r} in {zone.key} falls outside years 1 to 9999 in UTC"
-        raise ParseError(msg) from exc
-    return _in_range(naive.replace(tzinfo=timezone(first.utcoffset() or timedelta(0))), value, what)
-
-
-def _in_range(ts: datetime, value: str, what: str) -> datetime:
-    try:
-        ts.astimezone(UTC)
-    except OverflowError as exc:
-        msg = (
-            f"{what} {value!r} falls outside years 1 to 9999 in UTC; not a time pumpguard can order"
-        )
-        raise ParseError(msg) from exc
-    return ts
+    offset = timedelta(hours=int(oh), minutes=int(om))
+    return in_utc_range(naive.replace(tzinfo=timezone(-offset if sign == "-" else offset)), shown)
 
 
 # --------------------------------------------------------------------------- OBX rows
