@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
+from pumpguard.adapters.timestamps import check_zone_name, zone_named
 from pumpguard.engine.errors import BindingError
 from pumpguard.engine.events import Setting
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -120,13 +121,7 @@ class AdapterConfig(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _zone_exists(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                msg = f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')"
-                raise ValueError(msg) from exc
-        return value
+        return check_zone_name(value)
 
     @field_validator("hl7_parser")
     @classmethod
@@ -181,7 +176,7 @@ class AdapterConfig(BaseModel):
     @property
     def zone(self) -> ZoneInfo | None:
         """The configured feed zone, or None (timestamps without offset are then rejected)."""
-        return ZoneInfo(self.time_zone) if self.time_zone else None
+        return zone_named(self.time_zone)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AdapterConfig:

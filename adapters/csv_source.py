@@ -14,15 +14,16 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from pumpguard.adapters.base import EventSource, Record, Reject, Tally
 from pumpguard.adapters.common import describe_invalid, make_event, quote
 from pumpguard.adapters.config import AdapterConfig, Binder
+from pumpguard.adapters.timestamps import check_zone_name, localize, zone_named
 from pumpguard.adapters.units import UnitError, convert, normalise_unit
 from pumpguard.engine.errors import BindingError, InputError, ParseError
 from pumpguard.engine.events import EVENT_TYPES
@@ -127,13 +128,7 @@ class CsvMapping(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _zone_exists(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                msg = f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')"
-                raise ValueError(msg) from None
-        return value
+        return check_zone_name(value)
 
     @field_validator("fields")
     @classmethod
@@ -327,7 +322,7 @@ class CsvSource(EventSource):
             yield Reject(self.label, "line 1", f"{exc.message}; its {rows} row(s) are not read")
             return
         zone_name = mapping.time_zone or self.config.time_zone
-        zone = ZoneInfo(zone_name) if zone_name else None
+        zone = zone_named(zone_name)
         yield from self._rows(mapping, mapping.decode(raw), zone)
 
     def _rows(self, mapping: CsvMapping, text: str, zone: ZoneInfo | None) -> Iterator[Record]:
@@ -460,16 +455,8 @@ class CsvSource(EventSource):
             msg = f"time {quote(cell)} does not match {spec.format or 'ISO 8601'}"
             raise InputError(msg) from exc
         if ts.tzinfo is None:
-            if zone is None:
-                msg = (
-                    f"time {quote(cell)} has no UTC offset and neither the mapping nor the feed "
-                    "configuration names a time_zone; never guessed"
-                )
-                raise InputError(msg)
-            local = ts.replace(tzinfo=zone)
-            if local.utcoffset() != ts.replace(tzinfo=zone, fold=1).utcoffset():
-                raise InputError(f"time {quote(cell)} is ambiguous in {zone.key}; never guessed")
-            ts = ts.replace(tzinfo=timezone(local.utcoffset() or timedelta(0)))
+            no_zone = "neither the mapping nor the feed configuration names a time_zone"
+            ts = localize(ts, zone, f"time {quote(cell)}", no_zone=no_zone)
         return ts
 
     def _value(self, name: str, spec: ColumnSpec, cell: str, row: dict[str, str | None]) -> Any:

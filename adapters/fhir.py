@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -34,6 +34,7 @@ from pumpguard.adapters.common import (
     quote,
 )
 from pumpguard.adapters.config import AdapterConfig, Binder
+from pumpguard.adapters.timestamps import localize
 from pumpguard.adapters.units import UnitError, convert, normalise_unit
 from pumpguard.engine.errors import InputError, ParseError
 from pydantic import ValidationError
@@ -287,15 +288,7 @@ class _Mapper:
             msg = f"{what} {quote(value)} is not a valid dateTime"
             raise InputError(msg) from exc
         if ts.tzinfo is None:
-            zone = self.config.zone
-            if zone is None:
-                msg = (
-                    f"{what} {quote(value)} has no UTC offset and the feed configuration names no "
-                    "time_zone; never guessed"
-                )
-                raise InputError(msg)
-            ts = ts.replace(tzinfo=zone)
-            ts = ts.replace(tzinfo=timezone(ts.utcoffset() or timedelta(0)))
+            ts = localize(ts, self.config.zone, f"{what} {quote(value)}")
         return ts
 
     # ------------------------------------------------------------------ resources

@@ -10,8 +10,22 @@ Codes marked unverified in the research note are left out on purpose.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
-__all__ = ["Term", "lookup", "term_code", "term_refid"]
+__all__ = [
+    "ALARM_KINDS",
+    "ALARM_TERMS",
+    "NOT_DELIVERING_REASONS",
+    "STOP_ALARMS",
+    "STOP_REASONS",
+    "STOP_TEXT",
+    "SWITCHING_SOURCE",
+    "StopReasonTerm",
+    "Term",
+    "lookup",
+    "term_code",
+    "term_refid",
+]
 
 
 class Term(StrEnum):
@@ -184,3 +198,56 @@ def term_code(term: Term) -> str:
     """The numeric code the writers send ("0" when the code is not verified)."""
     codes = _TABLE[term][1]
     return str(codes[0]) if codes else "0"
+
+
+# ------------------------------------------------------------------ alarms and stop reasons
+# One table each, read by the HL7 reader and written by the HL7 writer, so a kind the
+# writer sends is always one the reader maps back.
+
+ALARM_TERMS: dict[str, Term] = {
+    "occlusion": Term.OCCLUSION,
+    "air_in_line": Term.AIR_IN_LINE,
+    "door_open": Term.DOOR_OPEN,
+    "battery_low": Term.BATTERY_LOW,
+    "end_of_infusion": Term.END_OF_INFUSION,
+    "malfunction": Term.MALFUNCTION,
+    "other": Term.EVT_ALARM,
+}
+"""Canonical alarm kind → the term that identifies it (a bare MDC_EVT_ALARM is 'other')."""
+
+ALARM_KINDS: dict[Term, str] = {term: kind for kind, term in ALARM_TERMS.items()}
+"""The reverse: an alarm term → its canonical kind; a term not listed is sent as 'other'."""
+
+
+class StopReasonTerm(NamedTuple):
+    """A canonical stop reason as IHE PCD says it: Not-Delivering Reason, and alarm if any."""
+
+    reason: str
+    text: str
+    alarm: Term | None = None
+
+
+SWITCHING_SOURCE = "pump-stopped-switching-source"
+"""The Not-Delivering Reason of a stop that a bolus, piggyback or new rate follows."""
+
+STOP_REASONS: tuple[StopReasonTerm, ...] = (
+    StopReasonTerm("user", "pump-stopped-by-clinician"),
+    StopReasonTerm("alarm", "pump-stopped-alarming"),
+    StopReasonTerm("occlusion", "pump-stopped-alarming", Term.OCCLUSION),
+    StopReasonTerm("air_in_line", "pump-stopped-alarming", Term.AIR_IN_LINE),
+    StopReasonTerm("power", "pump-stopped-powered-off"),
+    StopReasonTerm("other", "pump-stopped-other"),
+)
+"""Canonical stop reason ↔ IHE PCD Not-Delivering Reason (an alarm stop names its alarm)."""
+
+STOP_TEXT: dict[str, str] = {s.reason: s.text for s in STOP_REASONS}
+"""Canonical stop reason → the Not-Delivering Reason the writer sends."""
+
+STOP_ALARMS: dict[Term, str] = {s.alarm: s.reason for s in STOP_REASONS if s.alarm is not None}
+"""The alarm named with an alarming stop → the more precise canonical reason."""
+
+NOT_DELIVERING_REASONS: dict[str, str] = {
+    **{s.text: s.reason for s in STOP_REASONS if s.alarm is None},
+    SWITCHING_SOURCE: "other",
+}
+"""IHE PCD Not-Delivering Reason → canonical stop reason; anything else is said, not mapped."""

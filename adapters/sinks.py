@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import structlog
 from pumpguard.adapters.base import FindingSink
-from pumpguard.adapters.hl7_writer import UnsupportedEvent, escape, format_dtm, frame
+from pumpguard.adapters.hl7v2.writer import UnsupportedEvent, escape, format_dtm, frame
 from pumpguard.adapters.jsonl import JsonlFindingSink
 from pumpguard.engine.errors import SinkError
 from pumpguard.engine.findings import Finding

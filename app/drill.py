@@ -319,7 +319,7 @@ def _write_stream(path: Path, lines: list[str], fmt: str) -> None:
     if fmt == "jsonl":
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         return
-    from pumpguard.adapters.hl7_writer import Hl7Writer, UnsupportedEvent, frame
+    from pumpguard.adapters.hl7v2 import Hl7Writer, UnsupportedEvent, frame
     from pumpguard.engine.events import event_adapter
 
     writers: dict[str, Hl7Writer] = {}

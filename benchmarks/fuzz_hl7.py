@@ -27,7 +27,7 @@ with atheris.instrument_imports():
     from pumpguard.adapters.hl7v2 import Hl7Source
 
 from pumpguard.adapters.common import make_event
-from pumpguard.adapters.hl7_writer import Hl7Writer, frame
+from pumpguard.adapters.hl7v2 import Hl7Writer, frame
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from pumpguard.adapters.common import make_event
 from pumpguard.adapters.config import AdapterConfig
-from pumpguard.adapters.hl7_writer import Hl7Writer, frame, render_pcd01
-from pumpguard.adapters.hl7v2 import Hl7Reader
+from pumpguard.adapters.hl7v2 import Hl7Reader, Hl7Writer, frame, render_pcd01
 
 IPEC = (
     Path(__file__).resolve().parent.parent

@@ -92,7 +92,7 @@ def test_replay_delivers_findings_through_other_sinks(sink, marker, capsys):
 
 def test_the_same_course_as_hl7_and_as_jsonl_gives_the_same_findings(tmp_path):
     """Pump and encounter events travel as HL7 v2 (PCD-10, ADT); the rest as JSONL."""
-    from pumpguard.adapters.hl7_writer import Hl7Writer, UnsupportedEvent, frame
+    from pumpguard.adapters.hl7v2 import Hl7Writer, UnsupportedEvent, frame
     from pumpguard.engine.events import event_adapter
 
     writers: dict[str, Hl7Writer] = {}

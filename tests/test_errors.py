@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pumpguard.engine.host as host
 import pytest
-from pumpguard.adapters.hl7_writer import UnsupportedEvent
+from pumpguard.adapters.hl7v2 import UnsupportedEvent
 from pumpguard.adapters.units import UnitError
 from pumpguard.engine.core import ENGINE_ERROR_CODE, Engine
 from pumpguard.engine.errors import (

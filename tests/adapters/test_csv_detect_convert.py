@@ -15,7 +15,7 @@ from pumpguard.adapters.config import AdapterConfig
 from pumpguard.adapters.convert import convert
 from pumpguard.adapters.csv_source import CsvMapping, CsvSource
 from pumpguard.adapters.detect import detect_format, open_source
-from pumpguard.adapters.hl7_writer import Hl7Writer, frame
+from pumpguard.adapters.hl7v2 import Hl7Writer, frame
 from pumpguard.adapters.sinks import make_sink, oru_r40
 from pumpguard.engine.errors import ParseError
 from pumpguard.engine.findings import Finding, RulePackRef

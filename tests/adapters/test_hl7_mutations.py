@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from pumpguard.adapters.base import Reject
 from pumpguard.adapters.common import make_event
 from pumpguard.adapters.config import AdapterConfig
-from pumpguard.adapters.hl7_writer import Hl7Writer, frame
-from pumpguard.adapters.hl7v2 import Hl7Source
+from pumpguard.adapters.hl7v2 import Hl7Source, Hl7Writer, frame
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CONFIG = AdapterConfig.from_yaml(FIXTURES / "bbraun" / "bindings.yaml")

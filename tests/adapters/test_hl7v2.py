@@ -9,8 +9,7 @@ import pytest
 from pumpguard.adapters.base import Reject
 from pumpguard.adapters.common import make_event
 from pumpguard.adapters.config import AdapterConfig, PumpBinding
-from pumpguard.adapters.hl7_writer import Hl7Writer, frame, render_pcd01
-from pumpguard.adapters.hl7v2 import Hl7Source
+from pumpguard.adapters.hl7v2 import Hl7Source, Hl7Writer, frame, render_pcd01
 from pumpguard.adapters.mdc import Term, lookup
 from pumpguard.engine.events import Event
 

@@ -1,6 +1,6 @@
 """Canonical events out as HL7 v2: PCD-10 for pump delivery, PCD-04 for alarms, ADT.
 
-The reverse of :mod:`.hl7v2`, for round-trip tests and drills: a course written
+The reverse of the reader (:mod:`.reader`), for round-trip tests and drills: a course written
 as canonical JSONL and the same course written as HL7 must give the engine the
 same events. IPEC has no message for a bolus or a rate change, so those are
 written the way pumps send them, as STOP/START pairs, and the reader has to
@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from pumpguard.adapters.mdc import Term, term_code, term_refid
+from pumpguard.adapters.mdc import (
+    ALARM_TERMS,
+    STOP_REASONS,
+    STOP_TEXT,
+    SWITCHING_SOURCE,
+    Term,
+    term_code,
+    term_refid,
+)
 from pumpguard.engine.errors import SinkError
 from pumpguard.engine.events import (
     BagChanged as BagChangedEvent,
@@ -55,23 +63,9 @@ _UNITS = {
     "ug/mL": "0^^MDC^ug/mL^ug/mL^UCUM",
     "kg": "263875^MDC_DIM_KILO_G^MDC^kg^kg^UCUM",
 }
-_STOP_TEXT = {
-    "user": "pump-stopped-by-clinician",
-    "alarm": "pump-stopped-alarming",
-    "occlusion": "pump-stopped-alarming",
-    "air_in_line": "pump-stopped-alarming",
-    "power": "pump-stopped-powered-off",
-    "other": "pump-stopped-other",
-}
-_ALARM_TERM = {
-    "occlusion": Term.OCCLUSION,
-    "air_in_line": Term.AIR_IN_LINE,
-    "door_open": Term.DOOR_OPEN,
-    "battery_low": Term.BATTERY_LOW,
-    "end_of_infusion": Term.END_OF_INFUSION,
-    "malfunction": Term.MALFUNCTION,
-    "other": Term.EVT_ALARM,
-}
+
+_STOP_ALARM: dict[str, Term] = {s.reason: s.alarm for s in STOP_REASONS if s.alarm is not None}
+"""A stop for an alarm the reader tells apart (occlusion, air) names it in the message."""
 
 
 class UnsupportedEvent(SinkError):
@@ -235,38 +229,13 @@ class Hl7Writer:
             self._bag_change = event
             return []
         state = self._channels.setdefault((event.pump_id or "", event.channel), _WState())
-        eid = event.event_id
         if isinstance(event, InfusionStarted):
-            out = []
-            if state.status in ("running", "stopped"):
-                out.append(self._pcd10(event, Term.PROG_CLEARED, control=f"{eid}-clr"))
-            change, self._bag_change = self._bag_change, None
-            if change is not None:
-                if event.event_id != f"{change.event_id}#2" or change.bag_id != event.bag_id:
-                    msg = "a bag change is written with its start: ids X and X#2, same bag"
-                    raise UnsupportedEvent(msg)
-                eid = change.event_id
-            out.append(
-                self._pcd10(
-                    event,
-                    Term.DELIV_START,
-                    control=eid,
-                    source="pump-source-info-primary",
-                    drug=event.drug,
-                    rate=event.rate_ml_h,
-                    dose=event.dose_mcg_day,
-                    vtbi=event.vtbi_ml,
-                    conc=event.concentration_mcg_ml,
-                    bag=event.bag_id,
-                )
-            )
-            state.status, state.bag = "running", event.bag_id or state.bag
-            return out
+            return self._started(event, state)
         if isinstance(event, InfusionStopped):
             state.status = "stopped"
-            alarm = {"occlusion": Term.OCCLUSION, "air_in_line": Term.AIR_IN_LINE}.get(event.reason)
+            alarm = _STOP_ALARM.get(event.reason)
             return [
-                self._pcd10(event, Term.DELIV_STOP, reason=_STOP_TEXT[event.reason], alarm=alarm)
+                self._pcd10(event, Term.DELIV_STOP, reason=STOP_TEXT[event.reason], alarm=alarm)
             ]
         if isinstance(event, InfusionResumed):
             if state.status != "stopped":
@@ -279,37 +248,7 @@ class Hl7Writer:
                 )
             ]
         if isinstance(event, RateChanged | Bolus):
-            if state.status != "running":
-                msg = f"{event.type} is written only while the channel runs"
-                raise UnsupportedEvent(msg)
-            switch = "pump-stopped-switching-source"
-            out = [self._pcd10(event, Term.DELIV_STOP, control=f"{eid}-sw", reason=switch)]
-            if isinstance(event, RateChanged):
-                out.append(
-                    self._pcd10(
-                        event,
-                        Term.DELIV_START,
-                        source="pump-source-info-primary",
-                        rate=event.rate_ml_h,
-                        dose=event.dose_mcg_day,
-                    )
-                )
-                return out
-            out.append(
-                self._pcd10(
-                    event,
-                    Term.DELIV_START,
-                    source="pump-source-info-clinician",
-                    vtbi=event.volume_ml,
-                )
-            )
-            out.append(self._pcd10(event, Term.DELIV_STOP, control=f"{eid}-sw2", reason=switch))
-            out.append(
-                self._pcd10(
-                    event, Term.DELIV_START, control=f"{eid}-ret", source="pump-source-info-primary"
-                )
-            )
-            return out
+            return self._switched(event, state)
         if isinstance(event, InfusionCompleted):
             state.status = "ended"
             return [
@@ -322,6 +261,70 @@ class Hl7Writer:
             ]
         msg = f"{event.type} has no HL7 v2 rendering in pumpguard"
         raise UnsupportedEvent(msg)
+
+    def _started(self, event: InfusionStarted, state: _WState) -> list[str]:
+        """A start; a program already on the channel is cleared first, a bag change rides along."""
+        eid = event.event_id
+        out: list[str] = []
+        if state.status in ("running", "stopped"):
+            out.append(self._pcd10(event, Term.PROG_CLEARED, control=f"{eid}-clr"))
+        change, self._bag_change = self._bag_change, None
+        if change is not None:
+            if event.event_id != f"{change.event_id}#2" or change.bag_id != event.bag_id:
+                msg = "a bag change is written with its start: ids X and X#2, same bag"
+                raise UnsupportedEvent(msg)
+            eid = change.event_id
+        out.append(
+            self._pcd10(
+                event,
+                Term.DELIV_START,
+                control=eid,
+                source="pump-source-info-primary",
+                drug=event.drug,
+                rate=event.rate_ml_h,
+                dose=event.dose_mcg_day,
+                vtbi=event.vtbi_ml,
+                conc=event.concentration_mcg_ml,
+                bag=event.bag_id,
+            )
+        )
+        state.status, state.bag = "running", event.bag_id or state.bag
+        return out
+
+    def _switched(self, event: RateChanged | Bolus, state: _WState) -> list[str]:
+        """A rate change or bolus, written as pumps send it: STOP to switch source, then START."""
+        eid = event.event_id
+        if state.status != "running":
+            msg = f"{event.type} is written only while the channel runs"
+            raise UnsupportedEvent(msg)
+        switch = SWITCHING_SOURCE
+        out = [self._pcd10(event, Term.DELIV_STOP, control=f"{eid}-sw", reason=switch)]
+        if isinstance(event, RateChanged):
+            out.append(
+                self._pcd10(
+                    event,
+                    Term.DELIV_START,
+                    source="pump-source-info-primary",
+                    rate=event.rate_ml_h,
+                    dose=event.dose_mcg_day,
+                )
+            )
+            return out
+        out.append(
+            self._pcd10(
+                event,
+                Term.DELIV_START,
+                source="pump-source-info-clinician",
+                vtbi=event.volume_ml,
+            )
+        )
+        out.append(self._pcd10(event, Term.DELIV_STOP, control=f"{eid}-sw2", reason=switch))
+        out.append(
+            self._pcd10(
+                event, Term.DELIV_START, control=f"{eid}-ret", source="pump-source-info-primary"
+            )
+        )
+        return out
 
     # ------------------------------------------------------------------ messages
 
@@ -406,7 +409,7 @@ class Hl7Writer:
         else:
             open_ids.append(event.event_id)
             phase, state = "start", "active"
-        term = _ALARM_TERM[event.alarm.value]
+        term = ALARM_TERMS[event.alarm.value]
         base = f"1.{vmd}.0.0"
         segs = [
             _msh(event.source, event.ts, "ORU^R40^ORU_R40", event.event_id, _PCD04_PROFILE),
