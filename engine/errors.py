@@ -16,7 +16,7 @@
     │   │   └── GateError         a message that must not be posted to durable-rules
     │   └── LateEventError        an event older than the engine's clock, where that is refused
     └── SinkError             a finding could not be delivered
-        └── UnsupportedEvent  an event a sink's format cannot express (adapters.hl7_writer)
+        └── UnsupportedEvent  an event a sink's format cannot express (adapters.hl7v2.writer)
 
 The three defined in other rooms subclass these, so one ``except PumpguardError``
 catches everything pumpguard raises on purpose.
