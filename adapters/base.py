@@ -7,9 +7,8 @@ name or by sniffing the input, and nothing downstream knows which one ran.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
@@ -17,6 +16,7 @@ from pumpguard.adapters.common import quote
 from pumpguard.engine.errors import InputError
 from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding
+from pumpguard.engine.rejects import Reject  # one reject type from the source to the CLI
 
 __all__ = [
     "STOPPED",
@@ -29,33 +29,6 @@ __all__ = [
     "fate_of",
     "unknown_fields_warning",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """A record that could not become a canonical event: where it was and why.
-
-    ``level="warning"`` marks a record that was used but carried something we
-    ignored (unknown fields); it is reported and does not fail the run.
-    """
-
-    source: str
-    position: str
-    reason: str
-    level: Literal["error", "warning"] = "error"
-    event_id: str | None = None
-
-    def to_json(self) -> str:
-        text = json.dumps(asdict(self), ensure_ascii=False)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            # Half a UTF-16 pair from the input, quoted in a reason: escaped, never a crash.
-            text = json.dumps(asdict(self))
-        return text
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.position}: {self.level}: {self.reason}"
 
 
 Record = Event | Reject

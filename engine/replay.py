@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -33,7 +33,7 @@ from .events import Event, event_adapter
 from .findings import Finding
 from .ordering import same_second_rank
 
-__all__ = ["RejectCallback", "Replay", "ReplayStats"]
+__all__ = ["ClockStep", "RejectCallback", "Replay", "ReplayStats", "drive", "time_ordered"]
 
 RejectCallback = Callable[[str, str, str, str | None], None]
 """(source, position, reason, event_id) for a record replay itself refuses."""
@@ -109,6 +109,15 @@ class Replay:
 
     def run(self, on_reject: RejectCallback) -> Iterator[Finding]:
         """Pass 2: evaluate in order, then let the clock reach the end of the input."""
+        end = self.until if self.until is not None else self._max_ts
+        self.stats.end = end
+        for finding in drive(self.engine, self._in_order(on_reject), end=end):
+            self.stats.findings += 1
+            yield finding
+        self.close()
+
+    def _in_order(self, on_reject: RejectCallback) -> Iterator[Event]:
+        """The spooled events to evaluate, in replay order; conflicts are rejected here."""
         rank = {pid: r for r, (_, pid) in enumerate(sorted(self._patients.items()))}
         self.stats.patients = len(rank)
         ranks = [rank[p] for p in range(len(self._patients))]
@@ -141,17 +150,57 @@ class Replay:
                 self.stats.after_until += 1
                 continue
             self.stats.evaluated += 1
-            for finding in self.engine.submit(event):
-                self.stats.findings += 1
-                yield finding
-        end = until if until is not None else self._max_ts
-        self.stats.end = end
-        if end is not None:
-            for finding in self.engine.advance(end):
-                self.stats.findings += 1
-                yield finding
-        self.close()
+            yield event
 
     def close(self) -> None:
         self._spool.close()
         self._seen.clear()
+
+
+ClockStep = Callable[[float], None]
+"""Moves a simulated clock to an instant (epoch seconds) before the engine is told of it."""
+
+
+def drive(
+    engine: Engine,
+    events: Iterable[Event],
+    *,
+    end: float | None = None,
+    step: ClockStep | None = None,
+) -> Iterator[Finding]:
+    """The one loop that runs an engine over a time-ordered stream of events.
+
+    Each event is submitted in the order given (the engine fires the deadlines
+    due strictly before it: events at time t come before deadlines at t). With
+    ``step``, a simulated clock is moved to each deadline and each event before
+    the engine sees it, and a deadline due before an event is fired on its own,
+    the way the live system fires it, not only when the next event comes.
+
+    At the end the clock reaches ``end``, by default the latest event time: a
+    deadline after the end of the input has not passed.
+    """
+    latest: float | None = None
+    for event in events:
+        at = event.ts.timestamp()
+        if step is not None:
+            due = engine.next_due()
+            while due is not None and due < at:
+                step(due)
+                yield from engine.advance(due)
+                due = engine.next_due()
+            step(at)
+        yield from engine.submit(event)
+        latest = at if latest is None else max(latest, at)
+    if end is None:
+        end = latest
+    if end is not None:
+        yield from engine.advance(end)
+
+
+def time_ordered(events: Iterable[Event]) -> list[Event]:
+    """Events in the replay's order: time, patient, documentation before pump acts in a second.
+
+    The same order :class:`Replay` makes with its packed sort keys, for streams
+    small enough to sort in memory (drills); ties keep their input order.
+    """
+    return sorted(events, key=lambda e: (e.ts, e.patient_id, same_second_rank(e.type)))

@@ -1,10 +1,11 @@
 """Run a generated stream through the engine in simulated time, and score it.
 
-The engine runs on a :class:`SimulatedClock` driven by a second SimPy
-environment that walks the stream: before each event it lets the clock reach
-the deadlines due strictly earlier (events at time t come before deadlines at
-t, as the spec reads), so a drill fires deadlines the way the live system
-would, not only at the next event.
+The engine runs on a :class:`SimulatedClock` over a SimPy environment, and
+the replay's own driver (:func:`pumpguard.engine.replay.drive`) walks the
+stream, stepping that clock: before each event it lets the clock reach the
+deadlines due strictly earlier (events at time t come before deadlines at t,
+as the spec reads), so a drill fires deadlines the way the live system would,
+not only at the next event.
 
 Scoring matches findings to injected deviations by patient and code: a
 deviation is detected when every code it owes (that the pack can raise) has a
@@ -16,7 +17,7 @@ reported as pending, never as missed.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,10 +25,10 @@ from typing import Any
 import simpy
 from pumpguard.engine.clock import SimulatedClock
 from pumpguard.engine.core import Engine
-from pumpguard.engine.events import Event, event_adapter
+from pumpguard.engine.events import event_adapter
 from pumpguard.engine.findings import Finding, Severity
-from pumpguard.engine.ordering import same_second_rank
 from pumpguard.engine.pack import CompiledPack
+from pumpguard.engine.replay import drive, time_ordered
 from pumpguard.simulations.generator import Generated, Injected
 
 __all__ = [
@@ -61,31 +62,19 @@ class EngineRun:
 def run_engine(lines: Iterable[str], pack: CompiledPack) -> EngineRun:
     """Validate and evaluate a time-ordered stream with a SimPy-driven simulated clock."""
     started = time.perf_counter()
-    events: list[Event] = [event_adapter.validate_json(line) for line in lines]
-    # the replay's order: time, patient, then documentation before pump acts within a second
-    events.sort(key=lambda e: (e.ts, e.patient_id, same_second_rank(e.type)))
+    events = time_ordered(event_adapter.validate_json(line) for line in lines)
     if not events:
         return EngineRun([], 0, 0.0, 0)
     origin = events[0].ts.timestamp()
     env = simpy.Environment()
     engine = Engine(pack, SimulatedClock(env, origin, unit_s=1.0))
-    found: list[Finding] = []
 
-    def drive() -> Generator[simpy.Event, Any, None]:
-        for event in events:
-            at = event.ts.timestamp()
-            due = engine.next_due()
-            while due is not None and due < at:
-                yield env.timeout(max(0.0, due - origin - env.now))
-                found.extend(engine.advance(due))
-                due = engine.next_due()
-            yield env.timeout(max(0.0, at - origin - env.now))
-            found.extend(engine.submit(event))
-        # the end of the drill is its last event: a deadline after it has not passed
-        found.extend(engine.advance(events[-1].ts.timestamp()))
+    def step(ts: float) -> None:
+        # SimPy's clock only moves forward, and refuses to "run until" the present.
+        if ts - origin > env.now:
+            env.run(until=ts - origin)
 
-    env.process(drive())
-    env.run()
+    found = list(drive(engine, events, step=step))
     return EngineRun(found, len(events), time.perf_counter() - started, len(engine.errors))
 
 

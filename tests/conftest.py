@@ -11,6 +11,7 @@ from pumpguard.engine.core import Engine
 from pumpguard.engine.events import Event, event_adapter
 from pumpguard.engine.findings import Finding
 from pumpguard.engine.pack import CompiledPack, load_pack
+from pumpguard.engine.replay import drive
 from pumpguard.rules import default_pack
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -80,16 +81,7 @@ def _run(pack: CompiledPack) -> Runner:
 
     def run(events: Iterable[Event], until_h: float | None = None, **kw: Any) -> list[Finding]:
         engine = Engine(kw.pop("pack", pack), **kw)
-        events = list(events)
-        out: list[Finding] = []
-        for e in events:
-            out.extend(engine.submit(e))
-        end = (
-            (T0 + timedelta(hours=until_h)).timestamp()
-            if until_h is not None
-            else max(e.ts.timestamp() for e in events)
-        )
-        out.extend(engine.advance(end))
-        return out
+        end = (T0 + timedelta(hours=until_h)).timestamp() if until_h is not None else None
+        return list(drive(engine, events, end=end))
 
     return run

@@ -169,3 +169,13 @@ def test_convert_goes_on_past_a_source_that_fails(tmp_path, monkeypatch, capsys)
     (done,) = [json.loads(x) for x in err.splitlines() if '"convert.done"' in x]
     assert [i["file"] for i in done["inputs"]] == [str(pumps), str(COURSE)]
     assert done["inputs"][1]["events"] == done["events"]
+
+
+def test_rule_tests_manifest_names_every_rule_test_module_and_no_other():
+    """rules matrix reads coverage from tests/rule_tests.yaml: it must match the files."""
+    import yaml
+
+    tests_dir = Path(__file__).resolve().parent
+    listed = yaml.safe_load((tests_dir / "rule_tests.yaml").read_text())
+    assert sorted(listed) == sorted(p.name for p in tests_dir.glob("test_rule_*.py"))
+    assert all(isinstance(reqs, list) and reqs for reqs in listed.values())

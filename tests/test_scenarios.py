@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pumpguard.cli import _RejectReport, run_replay
 from pumpguard.engine.pack import load_pack
+from pumpguard.pipeline import RejectReport, audit
 from pumpguard.rules import default_pack
 
 HERE = Path(__file__).resolve().parent / "scenarios"
@@ -51,12 +51,11 @@ def _packs():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_scenario_raises_exactly_its_findings(name, packs):
     spec = EXPECTED[name]
-    out = io.StringIO()
-    report = _RejectReport(None)
-    findings, engine, _ = run_replay([HERE / f"{name}.jsonl"], out, report, packs[spec["edition"]])
-    assert report.errors == 0
-    assert not engine.errors
-    assert [f.code for f in findings] == spec["codes"]
+    pack = packs[spec["edition"]]
+    result = audit([HERE / f"{name}.jsonl"], pack, out=io.StringIO(), rejects=RejectReport(None))
+    assert result.rejects.errors == 0
+    assert result.engine_errors == 0
+    assert [f.code for f in result.findings] == spec["codes"]
 
 
 def test_every_requirement_has_a_firing_and_a_silent_scenario():
