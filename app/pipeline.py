@@ -295,13 +295,10 @@ def audit(
         replay.close()
         raise
 
-    def on_reject(src: str, position: str, reason: str, event_id: str | None) -> None:
-        rejects.add(Reject(src, position, reason, event_id=event_id))
-
     sink = _sink(sink_kind, out)
     findings: list[Finding] = []
     try:
-        for finding in replay.run(on_reject):
+        for finding in replay.run(rejects.add):
             sink.write(finding)
             findings.append(finding)
     finally:

@@ -77,8 +77,8 @@ def replay(
     run = Replay(Engine(pack))
     out = sink if sink is not None else CapturingSink()
 
-    def refuse(src: str, position: str, reason: str, event_id: str | None) -> None:
-        raise InputError(f"{src}:{position}: {reason}", source=src, position=position)
+    def refuse(reject: Reject) -> None:
+        raise InputError(str(reject), source=reject.source, position=reject.position)
 
     found: list[Finding] = []
     try:

@@ -32,10 +32,11 @@ from .core import Engine
 from .events import Event, event_adapter
 from .findings import Finding
 from .ordering import same_second_rank
+from .rejects import Reject
 
 __all__ = ["ClockStep", "RejectCallback", "Replay", "ReplayStats", "drive", "time_ordered"]
 
-RejectCallback = Callable[[str, str, str, str | None], None]
+RejectCallback = Callable[[Reject], None]
 """(source, position, reason, event_id) for a record replay itself refuses."""
 
 _TS_BIAS = 1 << 62  # every year from 1 to 9999, in microseconds, sorts as a non-negative integer
@@ -139,11 +140,13 @@ class Replay:
             if _digest(event.event_id.encode()) in self._conflicts:
                 self.stats.conflicting += 1
                 on_reject(
-                    self._sources[int(src)],
-                    position.decode(),
-                    f"event_id {event.event_id!r} appears with different content; "
-                    "every version is rejected",
-                    event.event_id,
+                    Reject(
+                        self._sources[int(src)],
+                        position.decode(),
+                        f"event_id {event.event_id!r} appears with different content; "
+                        "every version is rejected",
+                        event_id=event.event_id,
+                    )
                 )
                 continue
             if until is not None and event.ts.timestamp() > until:

@@ -79,7 +79,7 @@ def _replay(pack: CompiledPack, parts: list[list[dict[str, Any]]]) -> str:
         for line, raw in enumerate(part, 1):
             replay.add(event_adapter.validate_json(json.dumps(raw)), f"in{n}", f"line {line}")
     rejected: list[str] = []
-    found = [f.to_json() for f in replay.run(lambda *r: rejected.append(str(r)))]
+    found = [f.to_json() for f in replay.run(lambda r: rejected.append(str(r)))]
     assert rejected == []
     return "\n".join(found)
 
