@@ -92,6 +92,9 @@ class AdapterConfig(BaseModel):
     """CSV column-mapping YAML files; relative paths are resolved against the config file."""
     drugs: dict[str, list[str]] = Field(default_factory=lambda: dict(_DEFAULT_DRUGS))
     """Canonical drug name → FHIR codes ("system|code" or "code") and names that mean it."""
+    infusion_drug: str = "blinatumomab"
+    """The infused drug of this feed: its FHIR MedicationAdministration becomes pump events
+    (a start with rate and dose); every other drug is a medication given (premedication)."""
     pv1_patient_class: dict[str, Setting] = Field(
         default_factory=lambda: dict(_DEFAULT_PV1_CLASSES)
     )

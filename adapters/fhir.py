@@ -310,7 +310,7 @@ class _Mapper:
         ts = self.dt(start_raw, "effective time")
         dosage = res.get("dosage") or {}
         route = _name(dosage.get("route"))
-        if drug != "blinatumomab":
+        if drug != self.config.infusion_drug:
             dose = dosage.get("dose")
             if not isinstance(dose, dict) or dose.get("value") is None:
                 raise InputError(f"{drug} administration has no dosage.dose")
@@ -339,8 +339,9 @@ class _Mapper:
         pump = pump or self.src.binder.pump_for(patient, ts)
         if pump is None:
             raise InputError(
-                "blinatumomab administration names no pump (device) and no configured binding "
-                f"puts exactly one pump on patient {patient} at {ts.isoformat()}"
+                f"{self.config.infusion_drug} administration names no pump (device) and no "
+                f"configured binding puts exactly one pump on patient {patient} at "
+                f"{ts.isoformat()}"
             )
         common = {"patient_id": patient, "pump_id": pump}
         self.emit(
@@ -405,7 +406,9 @@ class _Mapper:
             if hours <= 0:
                 raise InputError("dosage.rateRatio has a zero time denominator")
             return round(volume / hours, 9)
-        raise InputError("blinatumomab administration has no dosage rate (rateQuantity/rateRatio)")
+        drug = self.config.infusion_drug
+        msg = f"{drug} administration has no dosage rate (rateQuantity/rateRatio)"
+        raise InputError(msg)
 
     def _encounter(self) -> None:
         res = self.res

@@ -299,3 +299,15 @@ def test_a_lone_surrogate_rejects_its_resource_only() -> None:
     records, tally = source(data, ndjson=True)
     assert (records[0].position, "half a UTF-16 pair" in records[0].reason) == ("line 1", True)
     assert (tally.events, tally.rejected) == (1, 1)
+
+
+
+def test_the_infused_drug_is_the_feed_configs_not_the_adapters():
+    """Issue 8 item 20: no drug name hard-coded in the FHIR adapter."""
+    blina_given = AdapterConfig(infusion_drug="dexamethasone")
+    (as_medication,) = read(BLINA, config=blina_given)  # here blinatumomab is "another drug"
+    assert isinstance(as_medication, Reject)
+    assert as_medication.reason == "blinatumomab administration has no dosage.dose"
+    (reject,) = read(DEXA, config=blina_given)
+    assert isinstance(reject, Reject)
+    assert reject.reason.startswith("dexamethasone administration")
