@@ -356,7 +356,7 @@ def check_pack(path: Path, *, site_file: Path | None = None) -> Iterator[Compile
 # -- traceability ----------------------------------------------------------------
 
 RULE_TESTS_MANIFEST = "rule_tests.yaml"
-"""Beside ``tests/test_rule_*.py``: which requirements each of those modules covers."""
+"""In ``tests/``: which requirements each ``rules/test_rule_*.py`` module covers."""
 
 
 def covering_tests(requirements: Sequence[str], tests_dir: Path) -> dict[str, list[str]]:

@@ -6,7 +6,7 @@ Each scenario is a clean course except for the one thing it tests, so the
 exact list of finding codes it must raise is known. For every requirement there
 is a case that fires, a case that must stay silent, and the boundary.
 ``expected.yaml`` lists each file with its requirement, edition and codes;
-``tests/test_scenarios.py`` replays them. The files are committed; a test checks
+``tests/rules/test_scenarios.py`` replays them. The files are committed; a test checks
 that this script still writes the same bytes.
 """
 

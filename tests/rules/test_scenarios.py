@@ -19,7 +19,7 @@ from pumpguard.engine.pack import load_pack
 from pumpguard.pipeline import RejectReport, audit
 from pumpguard.rules import default_pack
 
-HERE = Path(__file__).resolve().parent / "scenarios"
+HERE = Path(__file__).resolve().parents[1] / "scenarios"
 EXPECTED: dict[str, dict] = yaml.safe_load((HERE / "expected.yaml").read_text())
 REQUIREMENTS = [
     "R-FLUSH",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pumpguard.cli import main
 
-BAD = Path(__file__).resolve().parent / "fixtures" / "bad"
+BAD = Path(__file__).resolve().parents[1] / "fixtures" / "bad"
 ANCHOR = BAD / "anchor.jsonl"
 TALLY = ("records", "events", "warned", "rejected")
 

@@ -24,7 +24,7 @@ from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.replay import Replay
 from pumpguard.rules import default_pack
 
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 FILES = [
     *sorted(SCENARIOS.glob("same_second_*.jsonl")),
     SCENARIOS / "restart_at_9_during_open_hold_fires.jsonl",

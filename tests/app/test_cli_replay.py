@@ -182,7 +182,7 @@ def test_bundled_demo_course_is_what_the_builder_makes():
 
 # -- inputs and outputs (issue 9) ---------------------------------------------------
 
-ANCHOR = Path(__file__).resolve().parent / "fixtures" / "bad" / "anchor.jsonl"
+ANCHOR = Path(__file__).resolve().parents[1] / "fixtures" / "bad" / "anchor.jsonl"
 
 
 def _codes(path: Path) -> list[str]:
