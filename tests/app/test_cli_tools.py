@@ -177,5 +177,6 @@ def test_rule_tests_manifest_names_every_rule_test_module_and_no_other():
 
     tests_dir = Path(__file__).resolve().parents[1]
     listed = yaml.safe_load((tests_dir / "rule_tests.yaml").read_text())
-    assert sorted(listed) == sorted(str(p.relative_to(tests_dir)) for p in tests_dir.glob("rules/test_rule_*.py"))
+    modules = tests_dir.glob("rules/test_rule_*.py")
+    assert sorted(listed) == sorted(str(p.relative_to(tests_dir)) for p in modules)
     assert all(isinstance(reqs, list) and reqs for reqs in listed.values())
