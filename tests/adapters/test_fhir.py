@@ -301,7 +301,6 @@ def test_a_lone_surrogate_rejects_its_resource_only() -> None:
     assert (tally.events, tally.rejected) == (1, 1)
 
 
-
 def test_the_infused_drug_is_the_feed_configs_not_the_adapters():
     """Issue 8 item 20: no drug name hard-coded in the FHIR adapter."""
     blina_given = AdapterConfig(infusion_drug="dexamethasone")
