@@ -103,6 +103,16 @@ class Engine:
         return self._patients
 
     @property
+    def host(self) -> RuleHost:
+        """The durable-rules host this engine evaluates on (for inspection and tests)."""
+        return self._host
+
+    @property
+    def open_deadlines(self) -> int:
+        """How many deadlines are open (a live scheduler's queue, bounded per patient)."""
+        return len(self._deadlines)
+
+    @property
     def near_misses(self) -> list[NearMiss]:
         return self.observer.near_misses if self.observer is not None else []
 

@@ -251,6 +251,18 @@ class RuleHost:
                 failures.append(exc)
         return frozenset(matched), failures
 
+    def facts_left(self) -> int:
+        """Facts still asserted in durable-rules (always 0: each is retracted after matching)."""
+        if self._host is None:
+            return 0
+        left = 0
+        for name in self.definitions:
+            try:
+                left += len(self._host.get_facts(name, "0"))
+            except Exception:
+                continue
+        return left
+
     def _posted(self, event_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
         posted: dict[str, Any] = {"sid": "0", "type": event_type}
         for ns, names in self._reads.get(event_type, {}).items():
