@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
@@ -20,6 +21,7 @@ from pumpguard.engine.rejects import Reject  # one reject type from the source t
 
 __all__ = [
     "STOPPED",
+    "BytesSource",
     "EventSource",
     "FindingSink",
     "Record",
@@ -172,6 +174,37 @@ def drain(source: EventSource) -> Iterator[tuple[Record, str]]:
                 return
             n += 1
             yield record, source.position or f"record {n}"
+
+
+class BytesSource(EventSource):
+    """A source that reads one file, or the same bytes given in memory (tests, standard input).
+
+    Every file format shares this: one of ``path`` and ``data``, a label for
+    rejects (the path, else the format's name), and the bytes read at iteration.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        data: bytes | None = None,
+        label: str | None = None,
+    ) -> None:
+        if path is None and data is None:
+            msg = f"{type(self).__name__} needs a path or data"
+            raise ValueError(msg)
+        self.path = Path(path) if path is not None else None
+        self._data = data
+        self.label = label or (str(path) if path is not None else self.name)
+        self.tally = Tally()
+        self.position = ""
+
+    def read_bytes(self) -> bytes:
+        """The whole input: the bytes given, else the file's."""
+        if self._data is not None:
+            return self._data
+        assert self.path is not None  # __init__ requires one of the two
+        return self.path.read_bytes()
 
 
 class FindingSink:

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from pumpguard.adapters.base import EventSource, Record, Reject, Tally
+from pumpguard.adapters.base import BytesSource, Record, Reject, Tally
 from pumpguard.adapters.common import describe_invalid, make_event, quote
 from pumpguard.adapters.config import AdapterConfig, Binder
 from pumpguard.adapters.timestamps import check_zone_name, localize, zone_named
@@ -269,7 +269,7 @@ def _count_rows(text: str) -> int:
     return max(rows - 1, 0)
 
 
-class CsvSource(EventSource):
+class CsvSource(BytesSource):
     """Rows of a CSV export as canonical events; each bad row is a reject with its place.
 
     A record is one non-blank row; its position names its row number (the
@@ -292,11 +292,7 @@ class CsvSource(EventSource):
         """``mapping`` fixes the layout; else the header picks one of ``mappings``, which
         default to the configuration's ``csv_mappings`` files (loaded here, so a mapping
         that does not load is refused before any row is read)."""
-        if path is None and data is None:
-            raise ValueError("CsvSource needs a path or data")
-        self.path = Path(path) if path is not None else None
-        self._data = data
-        self.label = label or (str(path) if path is not None else "csv")
+        super().__init__(path, data=data, label=label)
         self._stem = self.path.stem if self.path is not None else self.label
         self.config = config or AdapterConfig()
         self.mapping = mapping
@@ -304,11 +300,10 @@ class CsvSource(EventSource):
             mappings = [mapping]
         self._mappings = mappings if mappings is not None else _load_mappings(self.config)
         self.binder = Binder(self.config)
-        self.tally = Tally()
 
     def __iter__(self) -> Iterator[Record]:
         self.tally = Tally()
-        raw = self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
+        raw = self.read_bytes()
         self.position = "line 1"
         if not raw.strip():
             yield Reject(self.label, "line 1", "empty file: no header and no rows")

@@ -13,7 +13,14 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from pumpguard.adapters.base import EventSource, Record, Reject, Tally, unknown_fields_warning
+from pumpguard.adapters.base import (
+    BytesSource,
+    EventSource,
+    Record,
+    Reject,
+    Tally,
+    unknown_fields_warning,
+)
 from pumpguard.adapters.common import describe_invalid, load_json_document
 from pumpguard.adapters.config import AdapterConfig
 from pumpguard.adapters.csv_source import CsvSource
@@ -195,7 +202,7 @@ class EmptySource(EventSource):
         yield Reject(self.label, "line 1", "empty file: no records to read")
 
 
-class CanonicalJsonSource(EventSource):
+class CanonicalJsonSource(BytesSource):
     """Canonical events as one JSON document: an object, or an array of objects.
 
     A record is one array item (or the one object); a document that is not
@@ -207,16 +214,11 @@ class CanonicalJsonSource(EventSource):
     def __init__(
         self, path: str | Path | None = None, *, data: bytes | None = None, label: str | None = None
     ) -> None:
-        if path is None and data is None:
-            raise ValueError("CanonicalJsonSource needs a path or data")
-        self.path = Path(path) if path is not None else None
-        self._data = data
-        self.label = label or (str(path) if path is not None else "json")
-        self.tally = Tally()
+        super().__init__(path, data=data, label=label)
 
     def __iter__(self) -> Iterator[Record]:
         self.tally = Tally()
-        raw = self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
+        raw = self.read_bytes()
         self.position = "document"
         try:
             obj = load_json_document(raw)

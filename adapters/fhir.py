@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from pumpguard.adapters.base import EventSource, Record, Reject, Tally, fate_of
+from pumpguard.adapters.base import BytesSource, EventSource, Record, Reject, Tally, fate_of
 from pumpguard.adapters.common import (
     clip,
     describe_invalid,
@@ -88,7 +88,7 @@ def _name(concept: Any) -> str | None:
     return names[0] if names else (codes[1] if len(codes) > 1 else None)
 
 
-class FhirSource(EventSource):
+class FhirSource(BytesSource):
     """FHIR JSON: a resource, a Bundle, or NDJSON (one resource a line)."""
 
     name = "fhir"
@@ -102,19 +102,14 @@ class FhirSource(EventSource):
         config: AdapterConfig | None = None,
         ndjson: bool | None = None,
     ) -> None:
-        if path is None and data is None:
-            raise ValueError("FhirSource needs a path or data")
-        self.path = Path(path) if path is not None else None
-        self._data = data
-        self.label = label or (str(path) if path is not None else "fhir")
+        super().__init__(path, data=data, label=label)
         self.config = config or AdapterConfig()
         self.binder = Binder(self.config)
         self.ndjson = ndjson
-        self.tally = Tally()
 
     def __iter__(self) -> Iterator[Record]:
         self.tally = Tally()
-        raw = self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
+        raw = self.read_bytes()
         ndjson = self.ndjson
         if ndjson is None:
             ndjson = self.path is not None and self.path.suffix.lower() in (".ndjson", ".jsonl")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pumpguard.adapters.base import EventSource, Record, Tally
+from pumpguard.adapters.base import BytesSource, Record, Tally
 from pumpguard.adapters.config import AdapterConfig
 from pumpguard.adapters.hl7v2.reader import Hl7Reader
 
 __all__ = ["Hl7Source"]
 
 
-class Hl7Source(EventSource):
+class Hl7Source(BytesSource):
     """An HL7 v2 file (or bytes): one message after another, MLLP-framed or not.
 
     ``position`` names the message the record just yielded came from (read by the
@@ -30,17 +30,11 @@ class Hl7Source(EventSource):
         label: str | None = None,
         config: AdapterConfig | None = None,
     ) -> None:
-        if path is None and data is None:
-            raise ValueError("Hl7Source needs a path or data")
-        self.path = Path(path) if path is not None else None
-        self._data = data
-        self.label = label or (str(path) if path is not None else "hl7")
+        super().__init__(path, data=data, label=label)
         self.config = config
-        self.tally = Tally()
-        self.position = ""
 
     def __iter__(self) -> Iterator[Record]:
-        data = self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
+        data = self.read_bytes()
         self.tally = Tally()
         reader = Hl7Reader(self.config, self.label, tally=self.tally)
         for position, record in reader.read_located(data):
