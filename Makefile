@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(shell find app engine rules adapters simulations -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' \) 2>/dev/null)
+SOURCES := $(shell find app engine rules adapters simulations service -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' \) 2>/dev/null)
 
 .PHONY: demo test lint typecheck unit bench clean
 
