@@ -12,7 +12,6 @@ import json
 import os
 import stat
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -22,7 +21,7 @@ from pumpguard.adapters.base import FindingSink
 from pumpguard.adapters.hl7v2.writer import UnsupportedEvent, escape, format_dtm, frame
 from pumpguard.adapters.jsonl import JsonlFindingSink
 from pumpguard.engine.errors import SinkError
-from pumpguard.engine.findings import Finding
+from pumpguard.engine.findings import Finding, rfc3339
 
 __all__ = [
     "AtomicTextFile",
@@ -43,10 +42,6 @@ _FHIR_SEVERITY = {
     "low": "low",
     "info": "low",
 }
-
-
-def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class StructlogFindingSink(FindingSink):
@@ -73,7 +68,7 @@ class StructlogFindingSink(FindingSink):
 
 def oru_r40(finding: Finding) -> str:
     """A finding as an IHE PCD ACM alert (ORU^R40): an advisory, time-point alert."""
-    when = format_dtm(_ts(finding.ts))
+    when = format_dtm(finding.ts)
     fid = escape(finding.finding_id)
     ident = f"0^PUMPGUARD_{escape(finding.code)}^PUMPGUARD"
     rows: list[tuple[str, str]] = [
@@ -143,7 +138,7 @@ def detected_issue(finding: Finding) -> dict[str, Any]:
         },
         "severity": _FHIR_SEVERITY[finding.severity.value],
         "patient": {"reference": f"Patient/{finding.patient_id}"},
-        "identifiedDateTime": finding.ts,
+        "identifiedDateTime": rfc3339(finding.ts),
         "detail": f"{finding.message} [{finding.citation}]",
         "mitigation": [{"action": {"text": finding.action}}],
     }

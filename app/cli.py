@@ -26,7 +26,7 @@ from typing import IO, Any, NoReturn
 import structlog
 from pumpguard import __version__, drill, pipeline
 from pumpguard.engine.errors import InputError, RulePackError, SinkError
-from pumpguard.engine.findings import Finding, Severity
+from pumpguard.engine.findings import Finding, Severity, rfc3339
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.logs import configure_logging
 from pumpguard.pipeline import bundled_demo_course
@@ -273,7 +273,7 @@ def _table(findings: Sequence[Finding]) -> str:
     for f in findings:
         rows.append(
             (
-                f.ts.replace("T", " ").removesuffix("Z"),
+                rfc3339(f.ts).replace("T", " ").removesuffix("Z"),
                 f.patient_id,
                 f.severity.value,
                 f.code,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pumpguard.engine.errors import RulePackError
+from pumpguard.engine.findings import rfc3339
 from pumpguard.engine.pack import CompiledPack
 from pumpguard.simulations.generator import Generated, generate
 from pumpguard.simulations.montecarlo import generate_population
@@ -216,7 +217,7 @@ def _report(
                 "code": f.code,
                 "severity": f.severity.value,
                 "patient_id": f.patient_id,
-                "ts": f.ts,
+                "ts": rfc3339(f.ts),
                 "message": f.message,
                 "evidence": f.evidence,
             }

@@ -21,7 +21,7 @@ from pumpguard.adapters.base import STOPPED, EventSource, Reject, drain
 from pumpguard.adapters.jsonl import JsonlFindingSink
 from pumpguard.engine.core import Engine
 from pumpguard.engine.errors import InputError
-from pumpguard.engine.findings import Finding
+from pumpguard.engine.findings import Finding, rfc3339
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.replay import Replay, ReplayStats
 
@@ -323,7 +323,10 @@ def explain_report(result: AuditResult, patient: str | None = None) -> dict[str,
             if f.patient_id == pid:
                 why = engine.explanations.get(f.finding_id, {})
                 items.append(
-                    (f.ts, {"kind": "finding", "finding": f.model_dump(mode="json"), "why": why})
+                    (
+                        rfc3339(f.ts),
+                        {"kind": "finding", "finding": f.model_dump(mode="json"), "why": why},
+                    )
                 )
         for n in engine.near_misses:
             if n.patient_id == pid:

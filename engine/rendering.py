@@ -11,7 +11,7 @@ from typing import Any
 
 from .compiler import CompiledPack, CompiledRule
 from .errors import RuleEvaluationError
-from .findings import Finding, Severity, format_ts, make_finding_id
+from .findings import Finding, Severity, format_ts, make_finding_id, utc
 from .schema import RaiseAction
 from .template import render
 
@@ -54,7 +54,7 @@ def finding_for(
         rule_id=rule.id,
         severity=spec.severity or pack.spec.codes[spec.code].severity,
         patient_id=patient_id,
-        ts=when,
+        ts=utc(ts),
         message=message,
         action=render(spec.action, env),
         evidence=ev,
@@ -82,7 +82,7 @@ def engine_alert(
         rule_id=rule_id,
         severity=Severity.CRITICAL,
         patient_id=patient_id,
-        ts=when,
+        ts=utc(ts),
         message=f"Rule {rule_id} could not be evaluated for this event: {exc.message}",
         action="Treat this patient's protocol as unchecked for this rule; "
         "inform biomed and pharmacy informatics.",

@@ -26,7 +26,7 @@ import simpy
 from pumpguard.engine.clock import SimulatedClock
 from pumpguard.engine.core import Engine
 from pumpguard.engine.events import event_adapter
-from pumpguard.engine.findings import Finding, Severity
+from pumpguard.engine.findings import Finding, Severity, rfc3339
 from pumpguard.engine.pack import CompiledPack
 from pumpguard.engine.replay import drive, time_ordered
 from pumpguard.simulations.generator import Generated, Injected
@@ -162,7 +162,7 @@ def score(generated: Generated, findings: list[Finding], raisable: set[str]) -> 
             out.append(DeviationScore(inj, "not_injected", missing=list(inj.codes)))
             continue
         since = inj.onset - SLACK
-        mine = [f for f in by_patient.get(inj.patient_id, []) if _dt(f.ts) >= since]
+        mine = [f for f in by_patient.get(inj.patient_id, []) if f.ts >= since]
         result = DeviationScore(inj, "pending")
         worst = 0.0
         for code in inj.codes:
@@ -174,8 +174,8 @@ def score(generated: Generated, findings: list[Finding], raisable: set[str]) -> 
                 result.missing.append(code)
                 continue
             first = min(hits, key=lambda f: f.ts)
-            result.found[code] = first.ts
-            worst = max(worst, (_dt(first.ts) - inj.onset).total_seconds() / 3600)
+            result.found[code] = rfc3339(first.ts)
+            worst = max(worst, (first.ts - inj.onset).total_seconds() / 3600)
         for f in mine:
             if f.code in inj.codes or f.code in inj.allow:
                 explained.add(f.finding_id)
@@ -188,10 +188,6 @@ def score(generated: Generated, findings: list[Finding], raisable: set[str]) -> 
     false = [f for fs in by_patient.values() for f in fs if f.finding_id not in explained]
     false.sort(key=lambda f: (f.ts, f.patient_id))
     return Score(out, false, len(findings), info)
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _iso(dt: datetime | None) -> str | None:
