@@ -13,6 +13,7 @@ window's end is inclusive.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Iterable, Mapping
 from enum import Enum
@@ -29,6 +30,7 @@ from .findings import Finding
 from .gate import rule_value
 from .host import RuleHost
 from .rendering import ENGINE_ERROR_CODE, engine_alert
+from .snapshot import EngineSnapshot, PatientSession
 from .state import PatientState
 
 __all__ = ["ENGINE_ERROR_CODE", "MAX_ERRORS_KEPT", "Engine", "NearMiss"]
@@ -169,6 +171,44 @@ class Engine:
     def next_due(self) -> float | None:
         """When a live scheduler should next call :meth:`advance`."""
         return self._deadlines.next_due()
+
+    # -- state as a value (the live service's snapshots and re-evaluations) --
+    def export_patient(self, patient_id: str) -> PatientSession | None:
+        """A copy of one patient's state and open deadlines (None if never seen)."""
+        state = self._patients.get(patient_id)
+        if state is None:
+            return None
+        return PatientSession(state, tuple(self._deadlines.of_patient(patient_id))).copy()
+
+    def import_patient(self, session: PatientSession) -> None:
+        """Replace one patient's state and open deadlines with a copy of ``session``."""
+        session = session.copy()
+        pid = session.state.patient_id
+        self._deadlines.drop_patient(pid)
+        self._patients[pid] = session.state
+        self._deadlines.adopt(list(session.deadlines))
+
+    def drop_patient(self, patient_id: str) -> None:
+        """Forget one patient entirely (a re-evaluation starting from nothing)."""
+        self._deadlines.drop_patient(patient_id)
+        self._patients.pop(patient_id, None)
+
+    def snapshot(self) -> EngineSnapshot:
+        """A copy of everything the engine would need to go on where it is."""
+        deadlines = [d for pid in self._patients for d in self._deadlines.of_patient(pid)]
+        snap = EngineSnapshot(
+            dict(self._patients), tuple(deadlines), self.watermark, self.error_count
+        )
+        return copy.deepcopy(snap)
+
+    def restore(self, snap: EngineSnapshot) -> None:
+        """Go on from ``snap`` (taken from an engine of the same pack and code)."""
+        snap = copy.deepcopy(snap)
+        self._patients = dict(snap.patients)
+        self._deadlines.clear()
+        self._deadlines.adopt(list(snap.deadlines))
+        self.watermark = snap.watermark
+        self.error_count = snap.error_count
 
     # -- internals ----------------------------------------------------------
     def _fire(self, until: float, *, inclusive: bool) -> list[Finding]:

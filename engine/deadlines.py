@@ -32,6 +32,10 @@ class Deadline:
     before_events: bool = False
 
 
+def _by_seq(d: Deadline) -> int:
+    return d.seq
+
+
 class DeadlineQueue:
     """Open deadlines, at most one per (patient, name); reopening replaces."""
 
@@ -69,6 +73,33 @@ class DeadlineQueue:
             return False
         d.cancelled = True
         return True
+
+    def clear(self) -> None:
+        """Forget every deadline (an engine restoring a snapshot)."""
+        self._heap.clear()
+        self._open.clear()
+
+    def of_patient(self, patient_id: str) -> list[Deadline]:
+        """One patient's open deadlines, in the order they were opened."""
+        return sorted((d for (p, _), d in self._open.items() if p == patient_id), key=_by_seq)
+
+    def drop_patient(self, patient_id: str) -> None:
+        """Cancel every open deadline of one patient (its history is being replaced)."""
+        for key in [k for k in self._open if k[0] == patient_id]:
+            self._open.pop(key).cancelled = True
+
+    def adopt(self, deadlines: list[Deadline]) -> None:
+        """Open copies of deadlines taken from another queue, keeping their relative order."""
+        for d in sorted(deadlines, key=_by_seq):
+            self.open(
+                d.patient_id,
+                d.name,
+                d.due,
+                opened_by=d.opened_by,
+                carry=dict(d.carry),
+                evidence=d.evidence,
+                before_events=d.before_events,
+            )
 
     def next_due(self) -> float | None:
         """When the next live deadline falls due (a live scheduler sleeps until then)."""

@@ -310,26 +310,16 @@ def _kind_of(value: Any) -> Kind:
 
 
 def _strip_none(expr: Any) -> Any:
-    """Normalise: drop empty placeholders, and flatten ``$and`` in ``$and`` and ``$or`` in ``$or``.
+    """Drop the empty placeholders a comparison with no durable-rules form leaves behind.
 
-    durable-rules refuses conditions nested about 16 levels deep (error 113),
-    so same-operator nesting, which changes nothing, is flattened away.
+    Limits of durable-rules itself (how deep a condition may nest) are the host's
+    business (:func:`pumpguard.engine.host.flatten_logic`), not the language's.
     """
     if isinstance(expr, list):
         return [_strip_none(v) for v in expr if v is not None]
-    if not isinstance(expr, dict):
-        return expr
-    if len(expr) == 1:
-        ((op, body),) = expr.items()
-        if op in ("$and", "$or") and isinstance(body, list):
-            flat: list[Any] = []
-            for part in _strip_none(body):
-                if isinstance(part, dict) and len(part) == 1 and op in part:
-                    flat.extend(part[op])
-                else:
-                    flat.append(part)
-            return flat[0] if len(flat) == 1 else {op: flat}
-    return {k: _strip_none(v) for k, v in expr.items()}
+    if isinstance(expr, dict):
+        return {k: _strip_none(v) for k, v in expr.items()}
+    return expr
 
 
 def _parse(source: str) -> tuple[str, ast.expr]:

@@ -77,6 +77,30 @@ def logic_nodes(expr: Any) -> int:
     return 0
 
 
+def flatten_logic(expr: Any) -> Any:
+    """Flatten ``$and`` in ``$and`` and ``$or`` in ``$or``, and one-part ``$and``/``$or``.
+
+    durable-rules refuses conditions nested about 16 levels deep (error 113);
+    same-operator nesting changes nothing, so it is flattened away before a
+    condition reaches it.
+    """
+    if isinstance(expr, list):
+        return [flatten_logic(v) for v in expr]
+    if not isinstance(expr, dict):
+        return expr
+    if len(expr) == 1:
+        ((op, body),) = expr.items()
+        if op in ("$and", "$or") and isinstance(body, list):
+            flat: list[Any] = []
+            for part in flatten_logic(body):
+                if isinstance(part, dict) and len(part) == 1 and op in part:
+                    flat.extend(part[op])
+                else:
+                    flat.append(part)
+            return flat[0] if len(flat) == 1 else {op: flat}
+    return {k: flatten_logic(v) for k, v in expr.items()}
+
+
 Plan = str | tuple[str, list[Any]]
 """A ruleset name, or ("$and" | "$or", [sub-plans]) over several rulesets."""
 
@@ -145,7 +169,7 @@ def _pattern(rule: CompiledRule) -> dict[str, Any]:
     """The rule's durable-rules pattern: its trigger types and its condition."""
     types: list[dict[str, Any]] = [{"type": t} for t in rule.spec.on]
     trigger = types[0] if len(types) == 1 else {"$or": types}
-    cond = rule.condition.durable
+    cond = None if rule.condition.durable is None else flatten_logic(rule.condition.durable)
     return trigger if cond is None else {"$and": [trigger, cond]}
 
 
