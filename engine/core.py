@@ -161,10 +161,14 @@ class Engine:
             out.extend(self.submit(e))
         return out
 
-    def advance(self, until: float | None = None) -> list[Finding]:
-        """Let the clock reach ``until`` (default: the clock's now); fire deadlines due by then."""
+    def advance(self, until: float | None = None, *, inclusive: bool = True) -> list[Finding]:
+        """Let the clock reach ``until`` (default: the clock's now); fire deadlines due by then.
+
+        ``inclusive=False`` fires only those due strictly before ``until``, as an event at
+        ``until`` would (a re-evaluation catching up with an engine that saw one).
+        """
         now = self.clock.now() if until is None else until
-        out = self._fire(now, inclusive=True)
+        out = self._fire(now, inclusive=inclusive)
         self.watermark = max(self.watermark, now)
         return out
 
@@ -219,6 +223,7 @@ class Engine:
 
     def _fire_one(self, d: Deadline) -> list[Finding]:
         patient = self.patient(d.patient_id)
+        patient.fired_until = max(patient.fired_until, d.due)
         try:
             message = {
                 "type": f"deadline.{d.name}",

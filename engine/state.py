@@ -138,6 +138,9 @@ class PatientState:
     facts: dict[str, Any] = field(default_factory=dict)
     episodes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """The open episode of each finding group: the key it was last raised with."""
+    fired_until: float = float("-inf")
+    """The latest due time of this patient's deadlines that have fired (the live service's
+    test of whether an event arriving now is still in order for this patient)."""
 
     # -- applying events ----------------------------------------------------
     def apply(self, event: Event, ts: float) -> Passing:
