@@ -1,0 +1,239 @@
+"""The service: one process, one journal, one engine thread, listeners and delivery around them.
+
+Composition only. The order of a start is the order of trust: open the
+journal, recover the engine (newest snapshot of this pack and code, then the
+journal after it; no snapshot or another pack: the whole journal), start the
+engine thread and delivery, and only then listen. A message is acknowledged
+once it is durable in the journal, never before; everything after that (the
+engine, the sinks) can be replayed from it, which is what makes ``kill -9``
+safe.
+
+Stopping (SIGTERM) runs the same way back: stop accepting, answer what is in
+flight, let the engine drain its queue, snapshot, give the sinks a bounded
+time to deliver, close the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import signal
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from pumpguard.adapters.config import AdapterConfig
+from pumpguard.engine.clock import Clock, LiveClock
+from pumpguard.engine.pack import CompiledPack, load_pack
+from pumpguard.engine.snapshot import CODE_VERSION
+from pumpguard.rules import default_pack
+
+from .config import ServeConfig, Tls
+from .live import LiveCore, Outputs
+from .worker import EngineWorker
+
+__all__ = ["Service", "ServiceStatus", "run_service", "server_ssl"]
+
+log = structlog.get_logger("pumpguard.service")
+
+
+def server_ssl(tls: Tls | None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM paths (client certificates required when ``ca`` is set)."""
+    if tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    if tls.ca is not None:
+        ctx.load_verify_locations(str(tls.ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def patient_digest(patient_id: str) -> str:
+    """What info-level logs say instead of a patient id (stable, not reversible by eye)."""
+    return "pt-" + hashlib.sha256(patient_id.encode()).hexdigest()[:12]
+
+
+@dataclass(slots=True)
+class ServiceStatus:
+    """What /healthz and /readyz report."""
+
+    ready: bool = False
+    recovered_inputs: int = 0
+    recovered_from: int | None = None
+    recovery_s: float = 0.0
+    mllp_port: int | None = None
+    http_port: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class Service:
+    """``pumpguard serve``: build with a config, ``await start()``, ``await stop()``."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        clock: Clock | None = None,
+        pack: CompiledPack | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or LiveClock()
+        self.pack = pack or load_pack(
+            config.pack or default_pack(), edition=config.edition, site_file=config.site
+        )
+        self.adapter_config = (
+            AdapterConfig.from_yaml(config.adapter_config) if config.adapter_config else None
+        )
+        self.rng = rng or random.Random()
+        self.status = ServiceStatus()
+        self._servers: list[Any] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = asyncio.Event()
+        self._build()
+
+    # -- composition -----------------------------------------------------------
+    def _build(self) -> None:
+        from .delivery import Deliverer, build_transports
+        from .journal import Journal
+        from .metrics import Metrics
+
+        self.metrics = Metrics()
+        self.journal = Journal(self.config.journal)
+        self.core = LiveCore(self.pack, self.journal, late_after_s=self.config.late_after_s)
+        self.sink_names = [s.name for s in self.config.sinks]
+        self.worker = EngineWorker(
+            self.core,
+            self.journal,
+            self.clock,
+            sinks=self.sink_names,
+            pack_sha256=self.pack.ref.sha256,
+            code_version=CODE_VERSION,
+            on_outputs=self._outputs,
+            snapshot_every_inputs=self.config.snapshot_every_inputs,
+            snapshot_every_s=self.config.snapshot_every_s,
+        )
+        self.deliverer = Deliverer(
+            self.journal, build_transports(self.config.sinks), self.clock, rng=self.rng
+        )
+
+    # -- start -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover, then start the engine, delivery and the listeners; ready after that."""
+        self._loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        self._recover()
+        self.status.recovery_s = time.perf_counter() - t0
+        self.journal.on_commit = self.worker.committed
+        self.worker.start()
+        await self.deliverer.start()
+        await self._listen()
+        self.status.ready = True
+        log.info(
+            "pumpguard serving",
+            mllp=self.status.mllp_port,
+            http=self.status.http_port,
+            recovered_inputs=self.status.recovered_inputs,
+            recovery_s=round(self.status.recovery_s, 3),
+        )
+
+    def _recover(self) -> None:
+        """Newest snapshot of this pack and code, then every journal input after it."""
+        snap = self.journal.latest_snapshot(self.pack.ref.sha256, CODE_VERSION)
+        if snap is not None:
+            position, blob = snap
+            self.core.restore(blob)
+            self.status.recovered_from = position
+        count = 0
+        for inp in self.journal.inputs_after(self.core.position):
+            out = self.core.process(inp)
+            if out:
+                self.journal.record_outputs(
+                    [*out.findings, *out.withdrawals], self.sink_names, position=inp.position
+                )
+            count += 1
+        self.status.recovered_inputs = count
+        if count:
+            self.worker.snapshot()
+
+    async def _listen(self) -> None:
+        from pumpguard.adapters.mllp import serve_mllp
+
+        from .http import start_http
+        from .ingest import HttpIngest, MllpIngest
+
+        cfg = self.config
+        if cfg.mllp is not None:
+            handler = MllpIngest(self.journal, self.clock, self.metrics, self.adapter_config)
+            server = await serve_mllp(
+                handler,
+                cfg.mllp.host,
+                cfg.mllp.port,
+                ssl=server_ssl(cfg.mllp.tls),
+                max_message_bytes=cfg.mllp.max_message_bytes,
+                idle_timeout_s=cfg.mllp.idle_timeout_s,
+                partial_timeout_s=cfg.mllp.partial_timeout_s,
+                max_connections=cfg.mllp.max_connections,
+            )
+            self._servers.append(server)
+            self.status.mllp_port = server.port
+        if cfg.http is not None:
+            app = HttpIngest(self).app()
+            runner = await start_http(app, cfg.http.host, cfg.http.port, ssl=server_ssl(cfg.http.tls))
+            self._servers.append(runner)
+            self.status.http_port = runner.port
+
+    # -- running ---------------------------------------------------------------
+    def _outputs(self, out: Outputs) -> None:
+        """Called on the engine thread with what one input raised: wake delivery, count."""
+        for f in out.findings:
+            self.metrics.finding(f.code, f.severity.value)
+        for _w in out.withdrawals:
+            self.metrics.withdrawal()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.deliverer.wake)
+
+    def patient_summary(self, patient_id: str) -> dict[str, Any] | None:
+        with self.worker.lock:
+            return self.core.patient_summary(patient_id)
+
+    # -- stop ------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Stop accepting, drain, snapshot, deliver within a bound, close. Safe to call twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.status.ready = False
+        for server in reversed(self._servers):
+            await server.close()
+        self._servers.clear()
+        self.worker.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.worker.join)
+        await self.deliverer.stop(timeout_s=self.config.drain_timeout_s)
+        self.journal.close()
+        log.info("pumpguard stopped")
+
+    async def wait_for_signal(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        """Serve until one of ``signals``, then stop."""
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for sig in signals:
+            loop.add_signal_handler(sig, done.set)
+        await done.wait()
+        await self.stop()
+
+
+async def run_service(config: ServeConfig) -> int:
+    """Start, serve until SIGTERM or SIGINT, stop; 0 on a clean stop."""
+    service = Service(config)
+    await service.start()
+    await service.wait_for_signal()
+    return 0

@@ -1,0 +1,158 @@
+"""The engine thread: journal inputs in position order, deadlines on the live clock.
+
+One thread owns the live core, so the engine sees exactly the journal's order
+(the journal's writer thread hands each committed batch over, in position
+order) and the event loop never waits on an evaluation. When no input comes,
+the thread wakes at the engine's next due deadline and journals a tick; the
+tick comes back through the same queue, so a tick is evaluated in its journal
+position like any other input and recovery replays it at the same place.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from pumpguard.engine.clock import Clock
+from pumpguard.engine.findings import Finding, Withdrawal
+
+from .live import LiveCore, LiveInput, Outputs
+
+__all__ = ["EngineWorker", "OutputJournal"]
+
+log = structlog.get_logger("pumpguard.service")
+
+MAX_WAIT_S = 1.0
+"""The thread re-reads the clock at least this often (a deadline opened meanwhile is seen)."""
+
+
+class OutputJournal(Protocol):
+    """The journal as the engine thread uses it."""
+
+    def append_tick(self, at: float) -> object: ...
+
+    def record_outputs(
+        self, outputs: Sequence[Finding | Withdrawal], sinks: Sequence[str], *, position: int
+    ) -> list[str]: ...
+
+    def save_snapshot(
+        self, position: int, pack_sha256: str, code_version: str, blob: bytes
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    pass
+
+
+class EngineWorker(threading.Thread):
+    """Drives a :class:`LiveCore` from a queue fed by the journal's commits."""
+
+    def __init__(
+        self,
+        core: LiveCore,
+        journal: OutputJournal,
+        clock: Clock,
+        *,
+        sinks: Sequence[str],
+        pack_sha256: str,
+        code_version: str,
+        on_outputs: Callable[[Outputs], None] = lambda _o: None,
+        snapshot_every_inputs: int = 20_000,
+        snapshot_every_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name="pumpguard-engine", daemon=True)
+        self.core = core
+        self.journal = journal
+        self.clock = clock
+        self.sinks = tuple(sinks)
+        self.pack_sha256 = pack_sha256
+        self.code_version = code_version
+        self.on_outputs = on_outputs
+        self.snapshot_every_inputs = snapshot_every_inputs
+        self.snapshot_every_s = snapshot_every_s
+        self._mono = monotonic
+        self.lock = threading.Lock()
+        self.inbox: queue.Queue[LiveInput | _Stop] = queue.Queue()
+        self._tick_pending = False
+        self._since_snapshot = 0
+        self._snapshot_at = monotonic()
+        self.failed: BaseException | None = None
+        self.evaluated = 0
+
+    # -- fed by the journal's writer thread --------------------------------------
+    def committed(self, inputs: Sequence[LiveInput]) -> None:
+        """The journal's ``on_commit``: new inputs, in position order."""
+        for inp in inputs:
+            self.inbox.put(inp)
+
+    def stop(self) -> None:
+        """Finish what is queued, snapshot, and end."""
+        self.inbox.put(_Stop())
+
+    # -- the thread --------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while True:
+                item = self._next()
+                if isinstance(item, _Stop):
+                    break
+                if item is not None:
+                    self.process(item)
+            self.snapshot()
+        except BaseException as exc:  # the service reports it on /healthz; nothing is lost
+            self.failed = exc
+            log.critical("engine thread stopped", error=repr(exc))
+
+    def _next(self) -> LiveInput | _Stop | None:
+        wait = MAX_WAIT_S
+        with self.lock:
+            due = self.core.next_due()
+        now = self.clock.now()
+        if due is not None and not self._tick_pending:
+            if due <= now:
+                self._tick_pending = True
+                self.journal.append_tick(now)  # comes back through the inbox
+                return None
+            wait = min(wait, due - now)
+        try:
+            return self.inbox.get(timeout=max(wait, 0.0))
+        except queue.Empty:
+            return None
+
+    def process(self, inp: LiveInput) -> Outputs:
+        """Evaluate one input, journal what it raised, hand it to delivery; maybe snapshot."""
+        with self.lock:
+            out = self.core.process(inp)
+        if inp.kind == "tick":
+            self._tick_pending = False
+        if out:
+            self.journal.record_outputs(
+                [*out.findings, *out.withdrawals], self.sinks, position=inp.position
+            )
+            self.on_outputs(out)
+        self.evaluated += 1
+        self._since_snapshot += 1
+        if (
+            self._since_snapshot >= self.snapshot_every_inputs
+            or self._mono() - self._snapshot_at >= self.snapshot_every_s
+        ):
+            self.snapshot()
+        return out
+
+    def snapshot(self) -> None:
+        """Store the core's state at its position (a restart replays only what follows)."""
+        with self.lock:
+            if self.core.position == 0:
+                return
+            blob = self.core.snapshot()
+            position = self.core.position
+        self.journal.save_snapshot(position, self.pack_sha256, self.code_version, blob)
+        self._since_snapshot = 0
+        self._snapshot_at = self._mono()
