@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-
 from pumpguard.adapters.config import AdapterConfig
-from pumpguard.engine.clock import Clock, LiveClock
+from pumpguard.engine.clock import Clock, LiveClock, ReplayClock
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.snapshot import CODE_VERSION
 from pumpguard.rules import default_pack
@@ -85,7 +84,9 @@ class Service:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.clock: Clock = clock or LiveClock()
+        self.clock: Clock = clock or (
+            LiveClock() if config.clock == "wall" else ReplayClock(mode="live")
+        )
         self.pack = pack or load_pack(
             config.pack or default_pack(), edition=config.edition, site_file=config.site
         )
@@ -186,7 +187,8 @@ class Service:
             self.status.mllp_port = server.port
         if cfg.http is not None:
             app = HttpIngest(self).app()
-            runner = await start_http(app, cfg.http.host, cfg.http.port, ssl=server_ssl(cfg.http.tls))
+            tls = server_ssl(cfg.http.tls)
+            runner = await start_http(app, cfg.http.host, cfg.http.port, ssl=tls)
             self._servers.append(runner)
             self.status.http_port = runner.port
 
@@ -221,7 +223,9 @@ class Service:
         self.journal.close()
         log.info("pumpguard stopped")
 
-    async def wait_for_signal(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    async def wait_for_signal(
+        self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+    ) -> None:
         """Serve until one of ``signals``, then stop."""
         loop = asyncio.get_running_loop()
         done = asyncio.Event()

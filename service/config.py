@@ -105,6 +105,8 @@ class ServeConfig(_Model):
         SinkSpec(name="findings", type="jsonl", path=Path("pumpguard-findings.jsonl")),
     )
     late_after_s: float = Field(default=300.0, ge=0)
+    clock: Literal["wall", "events"] = "wall"
+    """``events``: time follows the newest event evaluated (backfills, feed tests), not the wall."""
     snapshot_every_inputs: int = Field(default=20_000, ge=1)
     snapshot_every_s: float = Field(default=60.0, gt=0)
     hold: Hold = Hold()

@@ -47,6 +47,7 @@ from pumpguard.engine.snapshot import EngineSnapshot, PatientSession, dumps, loa
 
 __all__ = [
     "CHECKPOINT_EVERY_S",
+    "IDLE_AFTER_S",
     "MAX_CHECKPOINTS",
     "History",
     "LiveCore",
@@ -58,8 +59,12 @@ __all__ = [
 CHECKPOINT_EVERY_S = 6 * 3600.0
 """Keep a patient's session every 6 h of its event time: a late event replays hours, not weeks."""
 
-MAX_CHECKPOINTS = 24
-"""Per patient (6 days at 6 h); a later event older than all of them re-evaluates from the start."""
+MAX_CHECKPOINTS = 8
+"""Per patient (2 days at 6 h); a later event older than all of them re-evaluates from the start."""
+
+IDLE_AFTER_S = 2 * 86400.0
+"""A patient with no event for 2 days of engine time keeps no checkpoints (a course that ended
+costs no memory; a late event for it re-evaluates its whole history from the journal)."""
 
 SortKey = tuple[float, int, int, int]
 """(ts, same-second rank, journal position, index in its message): replay's order in a patient."""
@@ -203,6 +208,7 @@ class LiveCore:
     # -- snapshots ------------------------------------------------------------
     def snapshot(self) -> bytes:
         """Everything needed to go on from :attr:`position`."""
+        self.prune()
         return dumps(
             _CoreState(
                 self.engine.snapshot(),
@@ -226,6 +232,16 @@ class LiveCore:
         self.position = state.position
         self.clock.set(state.clock)
         self.reevaluations = state.reevaluations
+
+    def prune(self) -> int:
+        """Drop the checkpoints of idle patients; how many patients were pruned."""
+        horizon = self.engine.watermark - IDLE_AFTER_S
+        pruned = 0
+        for p in self._patients.values():
+            if p.checkpoints and p.last_key[0] < horizon:
+                p.checkpoints.clear()
+                pruned += 1
+        return pruned
 
     def patient_summary(self, patient_id: str) -> dict[str, Any] | None:
         """What a nurse would want to see of one patient now (``GET /patients/{id}``)."""

@@ -130,6 +130,8 @@ class EngineWorker(threading.Thread):
         """Evaluate one input, journal what it raised, hand it to delivery; maybe snapshot."""
         with self.lock:
             out = self.core.process(inp)
+        for event in inp.events:
+            self.clock.observe(event.ts.timestamp())  # a no-op on the wall clock
         if inp.kind == "tick":
             self._tick_pending = False
         if out:
