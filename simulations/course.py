@@ -10,23 +10,19 @@ what the label asks for, so a clean course is a negative test of the pack.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["BAG_RATES", "CourseBuilder", "iso"]
+from pumpguard.engine.builder import EventBuilder, check, to_line
+
+__all__ = ["BAG_RATES", "BAG_VOLUMES", "CourseBuilder", "demo_start"]
 
 BAG_RATES = {24: 10.0, 48: 5.0, 72: 3.3, 96: 2.5, 168: 0.6}
 """Label rates (mL/h) by bag duration; 72 h and 96 h are site-set (unconfirmed in the label)."""
 
 BAG_VOLUMES = {24: 240.0, 48: 240.0, 72: 240.0, 96: 240.0, 168: 100.8}
-
-
-def iso(dt: datetime) -> str:
-    """RFC 3339 in UTC with a Z."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -40,26 +36,24 @@ class CourseBuilder:
     birth_date: str | None = None
     pump_id: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
-    _n: int = 0
     _bag: int = 0
+    _writer: EventBuilder = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pump_id = self.pump_id or f"PUMP-{self.patient_id}"
+        self._writer = EventBuilder(self.patient_id, self.pump_id)
 
     # -- low level ------------------------------------------------------------
     def add(self, type_: str, at: datetime, **fields: Any) -> dict[str, Any]:
-        self._n += 1
-        ev: dict[str, Any] = {
-            "event_id": f"{self.patient_id}-{self._n:05d}",
-            "type": type_,
-            "ts": iso(at),
-            "patient_id": self.patient_id,
-        }
-        if type_.startswith("pump."):
-            ev["pump_id"] = self.pump_id
-        ev.update({k: v for k, v in fields.items() if v is not None})
+        """Append one validated canonical record (the shared builder's conventions)."""
+        ev = self._writer.record(type_, at, **fields)
         self.events.append(ev)
         return ev
+
+    def amend(self, ev: dict[str, Any], **fields: Any) -> None:
+        """Change a record already written (a deliberate error), validated again."""
+        ev.update(fields)
+        check(ev)
 
     def next_bag_id(self) -> str:
         self._bag += 1
@@ -197,7 +191,7 @@ class CourseBuilder:
 
     def jsonl(self) -> Iterator[str]:
         for ev in self.sorted_events():
-            yield json.dumps(ev, separators=(",", ":"))
+            yield to_line(ev)
 
 
 def demo_start() -> datetime:
