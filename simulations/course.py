@@ -115,12 +115,32 @@ class CourseBuilder:
         premedication. Returns the time of the cycle's last stop.
         """
         doses = doses or [(1, 28.0)]
+        self.open_cycle(number, start, phase, doses[0][1], hospital_days, premed_mg)
+        if supervise_start:
+            self.add("nursing.supervision", start, actor_role="nurse")
+        end = start + timedelta(days=length_days)
+        discharge = start + timedelta(days=hospital_days, hours=1) if hospital_days else None
+        self.bags(start, end, doses, hours, discharge, premed_mg)
+        if discharge is not None and discharge > end:
+            self.add("encounter.discharged", end + timedelta(hours=1))
+        return end
+
+    def open_cycle(
+        self,
+        number: int,
+        start: datetime,
+        phase: str,
+        dose: float,
+        hospital_days: float,
+        premed_mg: float | None,
+    ) -> None:
+        """Before the first start: the order, the admission, the premedication."""
         self.add(
             "cycle.ordered",
             start - timedelta(hours=6),
             cycle=number,
             phase=phase,
-            dose_mcg_day=doses[0][1],
+            dose_mcg_day=dose,
         )
         if hospital_days:
             self.add(
@@ -130,18 +150,21 @@ class CourseBuilder:
                 location="Hematology ward",
             )
         if premed_mg:
-            self.add(
-                "medication.administered",
-                start - timedelta(hours=1),
-                drug="dexamethasone",
-                dose_mg=premed_mg,
-                route="IV",
-            )
-        if supervise_start:
-            self.add("nursing.supervision", start, actor_role="nurse")
-        t = start
-        end = start + timedelta(days=length_days)
-        discharge = start + timedelta(days=hospital_days, hours=1) if hospital_days else None
+            self.premedicate(start - timedelta(hours=1), premed_mg)
+
+    def premedicate(self, at: datetime, mg: float) -> None:
+        self.add("medication.administered", at, drug="dexamethasone", dose_mg=mg, route="IV")
+
+    def bags(
+        self,
+        start: datetime,
+        end: datetime,
+        doses: list[tuple[float, float]],
+        hours: int,
+        discharge: datetime | None,
+        premed_mg: float | None,
+    ) -> None:
+        """Bags from ``start`` to ``end``, changed every ``hours``, stepping as ``doses`` say."""
 
         def dose_at(when: datetime) -> float:
             current = doses[0][1]
@@ -150,6 +173,7 @@ class CourseBuilder:
                     current = value
             return current
 
+        t = start
         dose = dose_at(t)
         bag = self.dispense(t - timedelta(hours=3), dose, hours)
         self.start(t, bag, dose, hours)
@@ -161,13 +185,7 @@ class CourseBuilder:
                 self.add("encounter.discharged", discharge)
             new_dose = dose_at(nxt)
             if new_dose != dose and premed_mg:
-                self.add(
-                    "medication.administered",
-                    nxt - timedelta(hours=1),
-                    drug="dexamethasone",
-                    dose_mg=premed_mg,
-                    route="IV",
-                )
+                self.premedicate(nxt - timedelta(hours=1), premed_mg)
             dose = new_dose
             self.add("pump.infusion_completed", nxt, bag_id=bag)
             new_bag = self.dispense(nxt - timedelta(hours=3), dose, hours)
@@ -182,9 +200,6 @@ class CourseBuilder:
             t = nxt + timedelta(minutes=5)
             self.start(t, bag, dose, hours)
         self.add("pump.infusion_completed", end, bag_id=bag)
-        if discharge is not None and discharge > end:
-            self.add("encounter.discharged", end + timedelta(hours=1))
-        return end
 
     def sorted_events(self) -> list[dict[str, Any]]:
         return sorted(self.events, key=lambda e: e["ts"])
