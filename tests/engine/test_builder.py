@@ -47,9 +47,7 @@ def test_a_pump_event_carries_the_builders_pump_after_the_patient():
 
 
 def test_a_pump_named_in_the_fields_wins_and_keeps_its_place():
-    rec = EventBuilder("P-1").record(
-        "pump.infusion_stopped", T0, reason="user", pump_id="PUMP-9"
-    )
+    rec = EventBuilder("P-1").record("pump.infusion_stopped", T0, reason="user", pump_id="PUMP-9")
     assert list(rec)[-1] == "pump_id"
     assert rec["pump_id"] == "PUMP-9"
 
