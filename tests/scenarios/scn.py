@@ -2,8 +2,8 @@
 
 ``Scn`` writes one patient's canonical records at hours from T0 through the
 shared builder (``pumpguard.engine.builder``); ``@scenario`` registers a case,
-and ``build.py`` writes every registered case. Kept beside ``build.py`` so
-``python tests/scenarios/build.py`` finds it without installing anything.
+and ``build.py`` writes every registered case. Kept beside ``build.py``, which
+(run as a script) imports it and the case modules from its own folder.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def c1_stepped(s: Scn, step_at: float = 167) -> str:
 
 
 def sc(name: str, req: str, codes: list[str], s: Scn, edition: str = "seed") -> Scenario:
+    """A case's entry, edition last (most cases use the seed edition)."""
     return name, req, codes, edition, s
 
 
