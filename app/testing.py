@@ -3,10 +3,11 @@
 A pharmacy informatics team changing a site file wants a test like::
 
     from pumpguard import Engine, default_pack, load_pack
-    from pumpguard.testing import CapturingSink, MemorySource, replay
+    from pumpguard.testing import CapturingSink, EventBuilder, MemorySource, replay
 
     pack = load_pack(default_pack(), site_file="our-site.yaml")
-    findings = replay(pack, MemorySource([...canonical event dicts...]))
+    b = EventBuilder("P-1")  # ids, UTC times and the pump filled in, each record validated
+    findings = replay(pack, MemorySource([b.record("pump.infusion_started", t0, ...), ...]))
     assert [f.code for f in findings] == ["REINITIATION_UNSUPERVISED"]
 
 They use the same pieces as ``pumpguard replay``: the replay's ordering, its
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pumpguard.adapters.base import EventSource, FindingSink, Record, Reject, Tally
+from pumpguard.engine.builder import EventBuilder
 from pumpguard.engine.core import Engine
 from pumpguard.engine.errors import InputError
 from pumpguard.engine.events import parse_event
@@ -28,7 +30,7 @@ from pumpguard.engine.pack import CompiledPack
 from pumpguard.engine.replay import Replay
 from pydantic import ValidationError
 
-__all__ = ["CapturingSink", "MemorySource", "replay"]
+__all__ = ["CapturingSink", "EventBuilder", "MemorySource", "replay"]
 
 
 class MemorySource(EventSource):

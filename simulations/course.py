@@ -10,23 +10,19 @@ what the label asks for, so a clean course is a negative test of the pack.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["BAG_RATES", "CourseBuilder", "iso"]
+from pumpguard.engine.builder import EventBuilder, check, to_line
+
+__all__ = ["BAG_RATES", "BAG_VOLUMES", "CourseBuilder", "demo_start"]
 
 BAG_RATES = {24: 10.0, 48: 5.0, 72: 3.3, 96: 2.5, 168: 0.6}
 """Label rates (mL/h) by bag duration; 72 h and 96 h are site-set (unconfirmed in the label)."""
 
 BAG_VOLUMES = {24: 240.0, 48: 240.0, 72: 240.0, 96: 240.0, 168: 100.8}
-
-
-def iso(dt: datetime) -> str:
-    """RFC 3339 in UTC with a Z."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -40,26 +36,24 @@ class CourseBuilder:
     birth_date: str | None = None
     pump_id: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
-    _n: int = 0
     _bag: int = 0
+    _writer: EventBuilder = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pump_id = self.pump_id or f"PUMP-{self.patient_id}"
+        self._writer = EventBuilder(self.patient_id, self.pump_id)
 
     # -- low level ------------------------------------------------------------
     def add(self, type_: str, at: datetime, **fields: Any) -> dict[str, Any]:
-        self._n += 1
-        ev: dict[str, Any] = {
-            "event_id": f"{self.patient_id}-{self._n:05d}",
-            "type": type_,
-            "ts": iso(at),
-            "patient_id": self.patient_id,
-        }
-        if type_.startswith("pump."):
-            ev["pump_id"] = self.pump_id
-        ev.update({k: v for k, v in fields.items() if v is not None})
+        """Append one validated canonical record (the shared builder's conventions)."""
+        ev = self._writer.record(type_, at, **fields)
         self.events.append(ev)
         return ev
+
+    def amend(self, ev: dict[str, Any], **fields: Any) -> None:
+        """Change a record already written (a deliberate error), validated again."""
+        ev.update(fields)
+        check(ev)
 
     def next_bag_id(self) -> str:
         self._bag += 1
@@ -121,12 +115,32 @@ class CourseBuilder:
         premedication. Returns the time of the cycle's last stop.
         """
         doses = doses or [(1, 28.0)]
+        self.open_cycle(number, start, phase, doses[0][1], hospital_days, premed_mg)
+        if supervise_start:
+            self.add("nursing.supervision", start, actor_role="nurse")
+        end = start + timedelta(days=length_days)
+        discharge = start + timedelta(days=hospital_days, hours=1) if hospital_days else None
+        self.bags(start, end, doses, hours, discharge, premed_mg)
+        if discharge is not None and discharge > end:
+            self.add("encounter.discharged", end + timedelta(hours=1))
+        return end
+
+    def open_cycle(
+        self,
+        number: int,
+        start: datetime,
+        phase: str,
+        dose: float,
+        hospital_days: float,
+        premed_mg: float | None,
+    ) -> None:
+        """Before the first start: the order, the admission, the premedication."""
         self.add(
             "cycle.ordered",
             start - timedelta(hours=6),
             cycle=number,
             phase=phase,
-            dose_mcg_day=doses[0][1],
+            dose_mcg_day=dose,
         )
         if hospital_days:
             self.add(
@@ -136,18 +150,21 @@ class CourseBuilder:
                 location="Hematology ward",
             )
         if premed_mg:
-            self.add(
-                "medication.administered",
-                start - timedelta(hours=1),
-                drug="dexamethasone",
-                dose_mg=premed_mg,
-                route="IV",
-            )
-        if supervise_start:
-            self.add("nursing.supervision", start, actor_role="nurse")
-        t = start
-        end = start + timedelta(days=length_days)
-        discharge = start + timedelta(days=hospital_days, hours=1) if hospital_days else None
+            self.premedicate(start - timedelta(hours=1), premed_mg)
+
+    def premedicate(self, at: datetime, mg: float) -> None:
+        self.add("medication.administered", at, drug="dexamethasone", dose_mg=mg, route="IV")
+
+    def bags(
+        self,
+        start: datetime,
+        end: datetime,
+        doses: list[tuple[float, float]],
+        hours: int,
+        discharge: datetime | None,
+        premed_mg: float | None,
+    ) -> None:
+        """Bags from ``start`` to ``end``, changed every ``hours``, stepping as ``doses`` say."""
 
         def dose_at(when: datetime) -> float:
             current = doses[0][1]
@@ -156,6 +173,7 @@ class CourseBuilder:
                     current = value
             return current
 
+        t = start
         dose = dose_at(t)
         bag = self.dispense(t - timedelta(hours=3), dose, hours)
         self.start(t, bag, dose, hours)
@@ -167,13 +185,7 @@ class CourseBuilder:
                 self.add("encounter.discharged", discharge)
             new_dose = dose_at(nxt)
             if new_dose != dose and premed_mg:
-                self.add(
-                    "medication.administered",
-                    nxt - timedelta(hours=1),
-                    drug="dexamethasone",
-                    dose_mg=premed_mg,
-                    route="IV",
-                )
+                self.premedicate(nxt - timedelta(hours=1), premed_mg)
             dose = new_dose
             self.add("pump.infusion_completed", nxt, bag_id=bag)
             new_bag = self.dispense(nxt - timedelta(hours=3), dose, hours)
@@ -188,16 +200,13 @@ class CourseBuilder:
             t = nxt + timedelta(minutes=5)
             self.start(t, bag, dose, hours)
         self.add("pump.infusion_completed", end, bag_id=bag)
-        if discharge is not None and discharge > end:
-            self.add("encounter.discharged", end + timedelta(hours=1))
-        return end
 
     def sorted_events(self) -> list[dict[str, Any]]:
         return sorted(self.events, key=lambda e: e["ts"])
 
     def jsonl(self) -> Iterator[str]:
         for ev in self.sorted_events():
-            yield json.dumps(ev, separators=(",", ":"))
+            yield to_line(ev)
 
 
 def demo_start() -> datetime:

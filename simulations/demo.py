@@ -11,9 +11,10 @@ under documented supervision (no finding).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from pumpguard.engine.builder import rfc3339
 from pumpguard.simulations.course import CourseBuilder, demo_start
 
 __all__ = ["demo_events"]
@@ -26,8 +27,10 @@ def demo_events() -> list[dict[str, Any]]:
     a.register(t0 - timedelta(hours=8))
     a.cycle(1, t0, doses=[(1, 9.0), (8, 28.0)], hospital_days=9)
     day12 = t0 + timedelta(days=11)
-    flush = next(e for e in a.events if e["type"] == "nursing.bag_change" and e["ts"] > _iso(day12))
-    flush["line_flushed"] = True
+    flush = next(
+        e for e in a.events if e["type"] == "nursing.bag_change" and e["ts"] > rfc3339(day12)
+    )
+    a.amend(flush, line_flushed=True)
     stop = t0 + timedelta(days=15, hours=3)
     a.add("pump.alarm", stop, alarm="occlusion")
     a.add("pump.infusion_stopped", stop, reason="occlusion")
@@ -43,9 +46,14 @@ def demo_events() -> list[dict[str, Any]]:
     completion = next(
         e
         for e in b.events
-        if e["type"] == "pump.infusion_completed" and e["ts"] > _iso(b_start + timedelta(days=19))
+        if e["type"] == "pump.infusion_completed"
+        and e["ts"] > rfc3339(b_start + timedelta(days=19))
     )
-    b.add("pump.flush", _dt(completion["ts"]) + timedelta(minutes=1), volume_ml=10.0)
+    b.add(
+        "pump.flush",
+        datetime.fromisoformat(completion["ts"]) + timedelta(minutes=1),
+        volume_ml=10.0,
+    )
     pause = b_start + timedelta(days=22, hours=6)
     b.add("pump.infusion_stopped", pause, reason="user")
     b.add(
@@ -62,15 +70,3 @@ def demo_events() -> list[dict[str, Any]]:
     )
     b.add("pump.infusion_resumed", pause + timedelta(hours=4, minutes=5))
     return sorted(a.events + b.events, key=lambda e: (e["ts"], e["patient_id"], e["event_id"]))
-
-
-def _iso(dt: Any) -> str:
-    from pumpguard.simulations.course import iso
-
-    return iso(dt)
-
-
-def _dt(text: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

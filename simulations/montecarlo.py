@@ -5,8 +5,9 @@ behaviours, and whether and where a deviation goes), then simulated with its
 own generator, so ``--seed`` alone fixes the whole population and its stream.
 Deviations are placed where they are meaningful (an unsupervised restart at
 home, an early discharge inside the hospital window), so a miss is the
-engine's, not the dice's. Every number that decides where (cycle maxima,
-hospital windows, the weight band, the preservative floor) is the pack's.
+engine's, not the dice's (``placement``). Every number that decides where
+(cycle maxima, hospital windows, the weight band, the preservative floor) is
+the pack's.
 
 Patients also carry the damaged-but-correct behaviours real feeds show (hot
 swaps, lost stops and orders, same-second documentation, weights mid-course,
@@ -21,6 +22,7 @@ import random
 from datetime import UTC, datetime
 
 from pumpguard.simulations.generator import Generated, PatientPlan, Population
+from pumpguard.simulations.placement import random_deviation
 from pumpguard.simulations.protocol import Protocol, load_protocol
 from pumpguard.simulations.scenario import (
     Behaviours,
@@ -76,12 +78,6 @@ KINDS = (
 CLASSIC_KINDS = KINDS[:17]
 """The kinds the drills knew before issue 8 (today's engine is held to these)."""
 
-_UNRESOLVED = (
-    "neuro_unresolved",
-    "infection_unresolved",
-    "tumor_lysis_unresolved",
-    "other_unresolved",
-)
 BEHAVIOURS = frozenset(
     {
         "hot_swap",
@@ -165,60 +161,16 @@ def _course(rng: random.Random, p: Patient, proto: Protocol, mix: frozenset[str]
     )
 
 
-def _hosp_days(p: Patient, c: Course, cycle: int, proto: Protocol) -> float:
-    if not c.home_infusion:
-        return proto.num("cycle_length_h") / 24
-    return proto.hospital_days(p.indication, cycle)
-
-
-def _home_day(rng: random.Random, p: Patient, c: Course, cycle: int, proto: Protocol) -> float:
-    """A calendar day when the patient is at home (and at the full dose) in ``cycle``."""
-    hosp = _hosp_days(p, c, cycle, proto)
-    if p.indication == "relapsed_refractory" and cycle == 1:
-        hosp = max(hosp, (proto.num("step_up_infusion_h") + proto.num("step_up_late_h")) / 24)
-    length = proto.num("cycle_length_h") / 24
-    last = length - 2 - 2 * c.home_bag_hours / 24
-    # a patient in hospital all cycle has no home day: any day well inside the cycle
-    lo, hi = min(hosp + 2, length - 4), min(max(hosp + 2.5, last), length - 3)
-    return round(rng.uniform(lo, hi), 2)
-
-
 def _behaviours(
     rng: random.Random, p: Patient, c: Course, clean: bool, mix: frozenset[str]
 ) -> Behaviours:
     """The damaged-but-correct mix; clinical events (holds, long stops) on clean patients."""
-    reactions: list[Reaction] = []
-    interruptions: list[Interruption] = []
+    reactions: tuple[Reaction, ...] = ()
+    interruptions: tuple[Interruption, ...] = ()
     weights = 0
     lost_orders = False
     if clean:
-        if rng.random() < 0.3:
-            cycle = rng.randint(1, c.cycles)
-            first_rr = p.indication == "relapsed_refractory" and cycle == 1
-            reactions.append(
-                Reaction(
-                    category=rng.choice(_CATEGORIES),
-                    cycle=cycle,
-                    day=round(rng.uniform(11 if first_rr else 5, 20), 2),
-                    resolve_days=round(rng.uniform(0.3, 3.5), 2),
-                    restart_after_h=round(rng.uniform(2, 20), 1),
-                )
-            )
-        if rng.random() < 0.3:
-            cycle = rng.randint(1, c.cycles)
-            kind = rng.random()
-            if kind < 0.4:
-                hours = rng.uniform(0.2, 3.2)
-            elif kind < 0.85 or cycle == c.cycles:
-                hours = rng.uniform(4.0, 164.0)
-            else:
-                hours = rng.uniform(172.0, 240.0)  # longer than 7 days: a new cycle
-            # one in five right at the reinitiation threshold (4 h counts)
-            if kind >= 0.4 and rng.random() < 0.2:
-                hours = 4.0
-            interruptions.append(
-                Interruption(cycle=cycle, day=round(rng.uniform(10, 20), 2), hours=round(hours, 2))
-            )
+        reactions, interruptions = _clinical_events(rng, p, c)
         weights = rng.choice([0, 0, 0, 1, 2])
         lost_orders = rng.random() < 0.06
     b = Behaviours(
@@ -229,9 +181,50 @@ def _behaviours(
         mislabelled_phase=rng.random() < 0.3,
         weights_per_cycle=weights,
         unflagged_preservative=rng.choice([0.0, 0.5, 1.0]),
-        reactions=tuple(reactions),
-        interruptions=tuple(interruptions),
+        reactions=reactions,
+        interruptions=interruptions,
     )
+    return _switch_off(b, mix)
+
+
+def _clinical_events(
+    rng: random.Random, p: Patient, c: Course
+) -> tuple[tuple[Reaction, ...], tuple[Interruption, ...]]:
+    """A clean patient's reaction held by the book and interruption, each 30 % likely."""
+    reactions: list[Reaction] = []
+    interruptions: list[Interruption] = []
+    if rng.random() < 0.3:
+        cycle = rng.randint(1, c.cycles)
+        first_rr = p.indication == "relapsed_refractory" and cycle == 1
+        reactions.append(
+            Reaction(
+                category=rng.choice(_CATEGORIES),
+                cycle=cycle,
+                day=round(rng.uniform(11 if first_rr else 5, 20), 2),
+                resolve_days=round(rng.uniform(0.3, 3.5), 2),
+                restart_after_h=round(rng.uniform(2, 20), 1),
+            )
+        )
+    if rng.random() < 0.3:
+        cycle = rng.randint(1, c.cycles)
+        kind = rng.random()
+        if kind < 0.4:
+            hours = rng.uniform(0.2, 3.2)
+        elif kind < 0.85 or cycle == c.cycles:
+            hours = rng.uniform(4.0, 164.0)
+        else:
+            hours = rng.uniform(172.0, 240.0)  # longer than 7 days: a new cycle
+        # one in five right at the reinitiation threshold (4 h counts)
+        if kind >= 0.4 and rng.random() < 0.2:
+            hours = 4.0
+        interruptions.append(
+            Interruption(cycle=cycle, day=round(rng.uniform(10, 20), 2), hours=round(hours, 2))
+        )
+    return tuple(reactions), tuple(interruptions)
+
+
+def _switch_off(b: Behaviours, mix: frozenset[str]) -> Behaviours:
+    """The behaviours left out of ``mix`` set to none (their dice were thrown all the same)."""
     off: dict[str, object] = {}
     for name, field, none in (
         ("hot_swap", "hot_swap", 0.0),
@@ -247,143 +240,6 @@ def _behaviours(
         if name not in mix:
             off[field] = none
     return b.model_copy(update=off) if off else b
-
-
-def random_deviation(
-    kind: str, rng: random.Random, p: Patient, c: Course, proto: Protocol
-) -> tuple[Deviation, Patient, Course] | None:
-    """A deviation of ``kind`` placed where it can happen (or None if this patient cannot)."""
-    cycle = rng.randint(1, c.cycles)
-    # kinds that act at a bag change need a full bag change after their day
-    last = proto.num("cycle_length_h") / 24 - 2 - 2 * c.home_bag_hours / 24
-    day = round(rng.uniform(2, max(2.5, last)), 2)
-    rr = p.indication == "relapsed_refractory"
-    band = proto.num("weight_band_kg")
-    floor = proto.num("preservative_min_weight_kg")
-    reinit = proto.num("reinit_threshold_h")
-    if kind in ("occlusion", "caregiver_bag_change", "restart_during_hold"):
-        if not c.home_infusion:
-            return None
-        hours = round(rng.uniform(reinit + 0.5, reinit + 5), 2)
-        # where R-PREMED asks nothing at this restart the ward gives it anyway (never a
-        # finding), so the occlusion owes what is due and no reading of R-PREMED decides it
-        unasked = not proto.premed_at_restart(p.age_years, p.indication, cycle)
-        dev = Deviation(
-            kind=kind,
-            cycle=cycle,
-            day=_home_day(rng, p, c, cycle, proto),
-            hours=hours if kind != "caregiver_bag_change" else None,
-            variant=rng.choice(["order", "reaction"]) if kind == "restart_during_hold" else None,
-            premedicated=kind == "occlusion" and unasked,
-        )
-        return dev, p, c
-    if kind == "early_discharge":
-        if not c.home_infusion:
-            return None
-        cycle = rng.randint(1, min(2, c.cycles))
-        last = proto.hospital_days(p.indication, cycle)
-        return Deviation(kind=kind, cycle=cycle, day=round(rng.uniform(1.2, last), 2)), p, c
-    if kind == "unsupervised_cycle_start":
-        if c.cycles < 3 or not c.home_infusion:
-            return None
-        return Deviation(kind=kind, cycle=rng.randint(3, c.cycles)), p, c
-    if kind == "dose_error":
-        if p.weight_kg < band:
-            variant = "child_as_adult"
-        elif rr and rng.random() < 0.6:
-            variant, cycle = rng.choice(["no_step_up", "step_up_forgotten"]), 1
-        else:
-            variant = "mg_for_mcg"
-        return Deviation(kind=kind, variant=variant, cycle=cycle, day=day), p, c
-    if kind == "long_interruption":
-        cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
-        limit_days = proto.num("interruption_max_h") / 24
-        d = round(rng.uniform(limit_days + 1, limit_days + 5), 1)
-        return Deviation(kind=kind, cycle=cycle, day=round(rng.uniform(10, 20), 2), days=d), p, c
-    if kind == "grade4_restart":
-        return Deviation(kind=kind, cycle=c.cycles, day=round(rng.uniform(10, 20), 2)), p, c
-    if kind == "pump_unreachable":
-        warn = proto.num("visibility_warn_h")
-        hours = round(rng.uniform(warn + 0.5, warn + 4), 2)
-        return Deviation(kind=kind, cycle=cycle, day=day, hours=hours), p, c
-    if kind == "short_treatment_free_interval":
-        if c.cycles < 2:
-            return None
-        cycle = rng.randint(2, c.cycles)
-        minimum = proto.treatment_free_h(p.indication, cycle - 1) / 24
-        days = round(rng.uniform(minimum * 0.3, minimum - 2), 1)
-        return Deviation(kind=kind, cycle=cycle, days=days), p, c
-    if kind == "beyond_max_cycles":
-        limit = proto.max_cycles(p.indication)
-        if limit >= 9:
-            return None  # nine cycles and continued-therapy gaps: too long a course to draw
-        c = c.model_copy(update={"cycles": limit + 1})
-        return Deviation(kind=kind, cycle=limit + 1), p, c
-    if kind == "lost_cycle_order":
-        if c.cycles < 2:
-            return None
-        return Deviation(kind=kind, cycle=c.cycles), p, c
-    if kind == "bag_overdue":
-        grace = proto.num("bag_grace_h")
-        hours = round(rng.uniform(grace + 0.5, grace + 5), 2)
-        return Deviation(kind=kind, cycle=cycle, day=day, hours=hours), p, c
-    if kind == "rate_mismatch":
-        cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
-        return Deviation(kind=kind, cycle=cycle, day=day, hours=2), p, c
-    if kind in ("hot_swap_wrong_rate", "hot_swap_overdue"):
-        if not c.home_infusion:
-            return None
-        cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
-        grace = proto.num("bag_grace_h")
-        hours = 2.0 if kind == "hot_swap_wrong_rate" else round(rng.uniform(grace + 0.5, 5), 2)
-        home = _home_day(rng, p, c, cycle, proto)
-        return Deviation(kind=kind, cycle=cycle, day=home, hours=hours), p, c
-    if kind == "weight_crosses_band":
-        if proto.child(p.age_years) or not c.home_infusion:
-            return None
-        height = round(rng.uniform(150, 165), 1)
-        p = p.model_copy(
-            update={"weight_kg": round(band + rng.uniform(0.5, 4), 1), "height_cm": height}
-        )
-        p = p.model_copy(update={"bsa_m2": None})
-        cycle = rng.randint(2, c.cycles) if c.cycles > 1 else 1
-        return Deviation(kind=kind, cycle=cycle, day=_home_day(rng, p, c, cycle, proto)), p, c
-    if kind == "preservative_bag_small_patient":
-        if not c.home_infusion or floor < 1.5:
-            return None
-        weight = round(rng.uniform(max(1.0, floor * 0.5), floor - 0.5), 1)
-        # at most 16: a child stays a child (under 18) through the longest course
-        age = 0 if weight < 10 else max(1, min(16, round((weight - 8) / 2.2)))
-        height = 55 + weight * 2.5 if weight < 10 else 85 + 6.5 * age
-        p = p.model_copy(
-            update={
-                "weight_kg": weight,
-                "age_years": age,
-                "bsa_m2": round(math.sqrt(height * weight / 3600), 2),
-                "height_cm": None,
-            }
-        )
-        c = c.model_copy(update={"home_bag_hours": 48, "inpatient_bag_hours": 24})
-        cycle = rng.randint(2, c.cycles) if c.cycles > 1 and rr else cycle
-        variant = rng.choice(["flagged", "unflagged"])
-        home = _home_day(rng, p, c, cycle, proto)
-        return Deviation(kind=kind, cycle=cycle, day=home, variant=variant), p, c
-    if kind in ("reaction_discontinuation", "restart_after_discontinuation"):
-        if rr and rng.random() < 0.4:
-            step_days = (proto.num("step_up_infusion_h") - proto.num("step_up_early_h")) / 24
-            at = round(rng.uniform(1.5, step_days - 1), 2)
-            return Deviation(kind=kind, cycle=1, day=at, variant="neuro_at_start_dose"), p, c
-        variant = rng.choice(
-            [
-                "neuro_unresolved",
-                "infection_unresolved",
-                "tumor_lysis_unresolved",
-                "other_unresolved",
-            ]
-        )
-        home = _home_day(rng, p, c, cycle, proto)
-        return Deviation(kind=kind, cycle=cycle, day=home, variant=variant), p, c
-    return Deviation(kind=kind, cycle=cycle, day=day), p, c
 
 
 def plan_population(

@@ -294,6 +294,20 @@ def check_plan(
 ) -> None:
     """The protocol-dependent checks of a scenario (also run on every generated patient)."""
     staff.check(protocol)
+    _check_patient(p, c, protocol)
+    for d in deviations:
+        _check_placement(d, p, c, protocol)
+        _check_thresholds(d, p, protocol)
+    _check_behaviours(behaviours, c, protocol)
+    limit = protocol.max_cycles(p.indication)
+    if c.cycles > limit and not any(d.kind == "beyond_max_cycles" for d in deviations):
+        raise ValueError(
+            f"{c.cycles} cycles exceed the {protocol.edition} maximum ({limit}) for "
+            f"{p.indication}: declare a beyond_max_cycles deviation"
+        )
+
+
+def _check_patient(p: Patient, c: Course, protocol: Protocol) -> None:
     band = protocol.num("weight_band_kg")
     if p.weight_kg < band and p.bsa() is None:
         raise ValueError(
@@ -304,49 +318,63 @@ def check_plan(
         raise ValueError(
             f"bags of 72 h or more hold a preservative, not for patients under {floor:g} kg"
         )
+
+
+def _check_placement(d: Deviation, p: Patient, c: Course, protocol: Protocol) -> None:
+    """A deviation placed where it can happen: its cycle, its patient, its course."""
+    band = protocol.num("weight_band_kg")
     limit = protocol.max_cycles(p.indication)
+    if d.cycle > c.cycles:
+        raise ValueError(f"{d.kind}: cycle {d.cycle} is beyond the course ({c.cycles})")
+    if d.kind == "early_discharge" and protocol.hospital_days(p.indication, d.cycle) <= 0:
+        raise ValueError(f"early_discharge: cycle {d.cycle} has no hospital window")
+    if d.kind == "unsupervised_cycle_start" and d.cycle < 3:
+        raise ValueError("unsupervised_cycle_start: cycles 1 and 2 start in hospital")
+    if d.kind == "short_treatment_free_interval":
+        if d.cycle < 2:
+            raise ValueError("short_treatment_free_interval: cycle must be 2 or later")
+        if (d.days or 7) * 24 >= protocol.treatment_free_h(p.indication, d.cycle - 1):
+            raise ValueError("short_treatment_free_interval: days must be under the minimum")
+    if d.kind == "beyond_max_cycles" and d.cycle <= limit:
+        raise ValueError(f"beyond_max_cycles: cycle must exceed the maximum ({limit})")
+    if d.variant == "child_as_adult" and p.weight_kg >= band:
+        raise ValueError(f"dose_error child_as_adult needs a patient under {band:g} kg")
+    if d.kind == "lost_cycle_order" and (d.cycle < 2 or d.cycle != c.cycles):
+        raise ValueError("lost_cycle_order: the order of the course's last cycle (2 or later)")
+    floor = protocol.num("preservative_min_weight_kg")
+    if d.kind == "preservative_bag_small_patient" and p.weight_kg >= floor:
+        raise ValueError(f"preservative_bag_small_patient: needs a patient under {floor:g} kg")
+    if d.variant == "neuro_at_start_dose":
+        h = protocol.num
+        step_days = (h("step_up_infusion_h") - h("step_up_early_h")) / 24
+        if p.indication != "relapsed_refractory" or d.cycle != 1 or d.day >= step_days:
+            raise ValueError(f"{d.kind} neuro_at_start_dose: R/R cycle 1 before day {step_days:g}")
+
+
+def _check_thresholds(d: Deviation, p: Patient, protocol: Protocol) -> None:
+    """A deviation that crosses the pack's threshold (short of it, it is none)."""
     h = protocol.num
-    for d in deviations:
-        if d.cycle > c.cycles:
-            raise ValueError(f"{d.kind}: cycle {d.cycle} is beyond the course ({c.cycles})")
-        if d.kind == "early_discharge" and protocol.hospital_days(p.indication, d.cycle) <= 0:
-            raise ValueError(f"early_discharge: cycle {d.cycle} has no hospital window")
-        if d.kind == "unsupervised_cycle_start" and d.cycle < 3:
-            raise ValueError("unsupervised_cycle_start: cycles 1 and 2 start in hospital")
-        if d.kind == "short_treatment_free_interval":
-            if d.cycle < 2:
-                raise ValueError("short_treatment_free_interval: cycle must be 2 or later")
-            if (d.days or 7) * 24 >= protocol.treatment_free_h(p.indication, d.cycle - 1):
-                raise ValueError("short_treatment_free_interval: days must be under the minimum")
-        if d.kind == "beyond_max_cycles" and d.cycle <= limit:
-            raise ValueError(f"beyond_max_cycles: cycle must exceed the maximum ({limit})")
-        if d.variant == "child_as_adult" and p.weight_kg >= band:
-            raise ValueError(f"dose_error child_as_adult needs a patient under {band:g} kg")
-        if d.kind == "occlusion" and (d.hours or 5) < h("reinit_threshold_h"):
-            raise ValueError(
-                f"occlusion: {d.hours or 5:g} h is under the {h('reinit_threshold_h'):g} h "
-                "reinitiation threshold (not a deviation)"
-            )
-        if d.kind in ("bag_overdue", "hot_swap_overdue") and (d.hours or 3) <= h("bag_grace_h"):
-            raise ValueError(f"{d.kind}: hours must exceed the {h('bag_grace_h'):g} h grace")
-        if d.kind == "pump_unreachable" and (d.hours or 3) <= h("visibility_warn_h"):
-            raise ValueError("pump_unreachable: hours must exceed the visibility warning")
-        if d.kind == "long_interruption" and (d.days or 8) * 24 <= h("interruption_max_h"):
-            raise ValueError("long_interruption: days must exceed the interruption limit")
-        if d.kind == "weight_crosses_band" and (abs(p.weight_kg - band) > 5 or p.bsa() is None):
-            raise ValueError(
-                f"weight_crosses_band: weigh within 5 kg of {band:g} kg, with a BSA or height"
-            )
-        if d.kind == "lost_cycle_order" and (d.cycle < 2 or d.cycle != c.cycles):
-            raise ValueError("lost_cycle_order: the order of the course's last cycle (2 or later)")
-        if d.kind == "preservative_bag_small_patient" and p.weight_kg >= floor:
-            raise ValueError(f"preservative_bag_small_patient: needs a patient under {floor:g} kg")
-        if d.variant == "neuro_at_start_dose":
-            step_days = (h("step_up_infusion_h") - h("step_up_early_h")) / 24
-            if p.indication != "relapsed_refractory" or d.cycle != 1 or d.day >= step_days:
-                raise ValueError(
-                    f"{d.kind} neuro_at_start_dose: R/R cycle 1 before day {step_days:g}"
-                )
+    band = h("weight_band_kg")
+    if d.kind == "occlusion" and (d.hours or 5) < h("reinit_threshold_h"):
+        raise ValueError(
+            f"occlusion: {d.hours or 5:g} h is under the {h('reinit_threshold_h'):g} h "
+            "reinitiation threshold (not a deviation)"
+        )
+    if d.kind in ("bag_overdue", "hot_swap_overdue") and (d.hours or 3) <= h("bag_grace_h"):
+        raise ValueError(f"{d.kind}: hours must exceed the {h('bag_grace_h'):g} h grace")
+    if d.kind == "pump_unreachable" and (d.hours or 3) <= h("visibility_warn_h"):
+        raise ValueError("pump_unreachable: hours must exceed the visibility warning")
+    if d.kind == "long_interruption" and (d.days or 8) * 24 <= h("interruption_max_h"):
+        raise ValueError("long_interruption: days must exceed the interruption limit")
+    if d.kind == "weight_crosses_band" and (abs(p.weight_kg - band) > 5 or p.bsa() is None):
+        raise ValueError(
+            f"weight_crosses_band: weigh within 5 kg of {band:g} kg, with a BSA or height"
+        )
+
+
+def _check_behaviours(behaviours: Behaviours, c: Course, protocol: Protocol) -> None:
+    """Clean behaviours inside the course, kept clear of the limits they would cross."""
+    h = protocol.num
     for r in behaviours.reactions:
         if r.cycle > c.cycles:
             raise ValueError(f"reaction in cycle {r.cycle} is beyond the course ({c.cycles})")
@@ -358,11 +386,6 @@ def check_plan(
             raise ValueError(f"interruption of {i.hours:g} h: keep 2 h off the {max_h:g} h limit")
         if i.hours >= h("reinit_threshold_h") - 0.5 and i.hours < h("reinit_threshold_h"):
             raise ValueError("interruption just under the reinitiation threshold")
-    if c.cycles > limit and not any(d.kind == "beyond_max_cycles" for d in deviations):
-        raise ValueError(
-            f"{c.cycles} cycles exceed the {protocol.edition} maximum ({limit}) for "
-            f"{p.indication}: declare a beyond_max_cycles deviation"
-        )
 
 
 def load_scenario(path: Path) -> Scenario:

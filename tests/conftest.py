@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pumpguard.engine.builder import EventBuilder
 from pumpguard.engine.core import Engine
-from pumpguard.engine.events import Event, event_adapter
+from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.replay import drive
@@ -23,26 +24,19 @@ def _pack() -> CompiledPack:
 
 
 class Stream:
-    """Builds canonical events for one patient at offsets (hours) from T0."""
+    """Builds canonical events for one patient at offsets (hours) from T0.
+
+    Numbering, times and pump fields are the shared builder's (engine.builder).
+    """
 
     def __init__(self, patient_id: str = "p1", pump_id: str = "PUMP-1") -> None:
         self.patient_id = patient_id
         self.pump_id = pump_id
         self.events: list[Event] = []
+        self._writer = EventBuilder(patient_id, pump_id)
 
     def add(self, type_: str, at_h: float, **fields: Any) -> Stream:
-        data: dict[str, Any] = {
-            "event_id": f"{self.patient_id}-{len(self.events) + 1:04d}",
-            "type": type_,
-            "ts": (T0 + timedelta(hours=at_h)).isoformat(),
-            "patient_id": self.patient_id,
-        }
-        if type_.startswith("pump."):
-            data["pump_id"] = self.pump_id
-        data.update(fields)
-        import json
-
-        self.events.append(event_adapter.validate_json(json.dumps(data)))
+        self.events.append(self._writer.event(type_, T0 + timedelta(hours=at_h), **fields))
         return self
 
     # common pieces

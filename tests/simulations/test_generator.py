@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from pumpguard.engine.events import event_adapter
@@ -56,3 +57,17 @@ def test_lines_are_compact_json():
     gen = generate(load_scenario(CATALOGUE[0]))
     for line in gen.lines[:50]:
         assert line == json.dumps(json.loads(line), separators=(",", ":"))
+
+
+def test_generated_events_follow_the_shared_builder_conventions():
+    """Ids count per patient from 1, times are whole UTC seconds, pump events name a pump."""
+    gen = generate_population(6, 0.5, seed=11)
+    counts: dict[str, int] = {}
+    for line in gen.lines:
+        rec = json.loads(line)
+        pid = rec["patient_id"]
+        counts[pid] = counts.get(pid, 0) + 1
+        assert rec["event_id"] == f"{pid}-{counts[pid]:05d}"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rec["ts"]), rec["ts"]
+        assert ("pump_id" in rec) == rec["type"].startswith("pump."), line
+    assert len(counts) == 6
