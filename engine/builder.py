@@ -9,7 +9,7 @@ engine would reject:
 
 - ``event_id`` is ``<prefix>-<n>``, ``n`` counting from 1 per builder and
   zero-padded (five digits unless told), the prefix the patient's id by default;
-- ``ts`` is RFC 3339 in UTC, whole seconds, with a ``Z`` (``rfc3339``);
+- ``ts`` is RFC 3339 in UTC, whole seconds, with a ``Z`` (``stream_time``);
 - a ``pump.*`` event carries the builder's ``pump_id`` unless the fields name one;
 - a field given as ``None`` is left out: an unknown value is never sent.
 
@@ -21,21 +21,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import SchemaError
 from .events import Event, event_adapter
+from .findings import rfc3339
 from .gate import describe_validation_error
 
-__all__ = ["EventBuilder", "check", "rfc3339", "to_line"]
+__all__ = ["EventBuilder", "check", "stream_time", "to_line"]
 
 
-def rfc3339(at: datetime) -> str:
-    """``at`` as the streams write it: UTC, whole seconds (truncated), ``Z``."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def stream_time(at: datetime) -> str:
+    """``at`` as streams write it: :func:`~.findings.rfc3339` to the whole second (truncated)."""
+    return rfc3339(at.replace(microsecond=0))
 
 
 def to_line(record: dict[str, Any]) -> str:
@@ -72,7 +73,7 @@ class EventBuilder:
         rec: dict[str, Any] = {
             "event_id": self.next_id(),
             "type": type_,
-            "ts": rfc3339(at),
+            "ts": stream_time(at),
             "patient_id": self.patient_id,
         }
         if type_.startswith("pump.") and "pump_id" not in fields and self.pump_id:

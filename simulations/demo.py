@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pumpguard.engine.builder import rfc3339
+from pumpguard.engine.builder import stream_time
 from pumpguard.simulations.course import CourseBuilder, demo_start
 
 __all__ = ["demo_events"]
@@ -28,7 +28,7 @@ def demo_events() -> list[dict[str, Any]]:
     a.cycle(1, t0, doses=[(1, 9.0), (8, 28.0)], hospital_days=9)
     day12 = t0 + timedelta(days=11)
     flush = next(
-        e for e in a.events if e["type"] == "nursing.bag_change" and e["ts"] > rfc3339(day12)
+        e for e in a.events if e["type"] == "nursing.bag_change" and e["ts"] > stream_time(day12)
     )
     a.amend(flush, line_flushed=True)
     stop = t0 + timedelta(days=15, hours=3)
@@ -47,7 +47,7 @@ def demo_events() -> list[dict[str, Any]]:
         e
         for e in b.events
         if e["type"] == "pump.infusion_completed"
-        and e["ts"] > rfc3339(b_start + timedelta(days=19))
+        and e["ts"] > stream_time(b_start + timedelta(days=19))
     )
     b.add(
         "pump.flush",

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pumpguard.engine.builder import EventBuilder, check, rfc3339, to_line
+from pumpguard.engine.builder import EventBuilder, check, stream_time, to_line
 from pumpguard.engine.errors import SchemaError
 from pumpguard.engine.events import InfusionStarted
 from pumpguard.engine.pack import CompiledPack
@@ -35,7 +35,7 @@ def test_a_prefix_and_width_can_be_chosen():
 def test_times_are_written_in_utc_whole_seconds_with_a_z():
     paris = timezone(timedelta(hours=2))
     at = datetime(2026, 3, 2, 10, 0, 5, 999_999, tzinfo=paris)
-    assert rfc3339(at) == "2026-03-02T08:00:05Z"
+    assert stream_time(at) == "2026-03-02T08:00:05Z"
     assert EventBuilder("P-1").record("encounter.discharged", at)["ts"] == "2026-03-02T08:00:05Z"
 
 
