@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from pumpguard.service.journal_records import JournalFormatError
+from pumpguard.service.journal_records import JournalError, JournalFormatError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect_reader", "connect_writer"]
 
@@ -139,6 +139,9 @@ def connect_writer(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         _create_or_check(conn, path)
+    except sqlite3.OperationalError as exc:  # locked, read-only, no such folder...
+        conn.close()
+        raise JournalError(f"journal {path}: cannot open it for writing ({exc})") from exc
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise JournalFormatError(f"journal {path}: not a readable SQLite file ({exc})") from exc
