@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import structlog
-from pumpguard import __version__, drill, pipeline
+from pumpguard import __version__, cmd_send, drill, pipeline
 from pumpguard.engine.errors import InputError, RulePackError, SinkError
 from pumpguard.engine.findings import Finding, Severity
 from pumpguard.engine.pack import CompiledPack, load_pack
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("demo", help="replay the bundled example course and summarise")
     dp.add_argument("--out-dir", type=Path, default=Path("pumpguard-demo"))
     drill.add_parser(sub)
+    cmd_send.add_parser(sub)
     return parser
 
 
@@ -144,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_rules(args)
         if args.command in drill.COMMANDS:
             return drill.run(args)
+        if args.command == "send":
+            return cmd_send.run(args)
     except pipeline.UsageError as exc:
         sys.stderr.write(f"pumpguard: error: {exc}\n")
         return EXIT_USAGE
