@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
 from pumpguard.adapters.hl7v2.ack import ack
 from pumpguard.adapters.hl7v2.framing import quote
 from pumpguard.adapters.hl7v2.mllp_blocks import (
@@ -61,7 +61,7 @@ __all__ = [
     "server_ssl_context",
 ]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("pumpguard.mllp")
 
 _READ = 65536
 
@@ -224,12 +224,12 @@ class _Connection:
             await self._loop()
         except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
             self.stats.dropped += 1
-            log.info("mllp connection %s dropped: %s", self.peer, exc)
+            log.info("mllp.dropped", peer=self.peer, error=str(exc))
         except asyncio.CancelledError:
             pass  # the server is closing
         except Exception:  # never let one connection's failure reach the server
             self.stats.dropped += 1
-            log.exception("mllp connection %s failed", self.peer)
+            log.exception("mllp.connection_failed", peer=self.peer)
         finally:
             self.writer.close()
             with contextlib.suppress(Exception):
@@ -273,10 +273,10 @@ class _Connection:
         if why == "partial":
             self.stats.partial_closed += 1
             log.info(
-                "mllp %s: block of %d bytes not ended within %ss; closed",
-                self.peer,
-                self.framer.pending(),
-                self.limits.partial_timeout_s,
+                "mllp.half_sent_closed",
+                peer=self.peer,
+                pending_bytes=self.framer.pending(),
+                timeout_s=self.limits.partial_timeout_s,
             )
         else:
             self.stats.idle_closed += 1
@@ -299,7 +299,7 @@ class _Connection:
                 return await self.handler(data, self.peer)
         except Exception as exc:
             self.stats.handler_errors += 1
-            log.exception("mllp handler failed on a message from %s", self.peer)
+            log.exception("mllp.handler_failed", peer=self.peer)
             text = f"the message could not be processed ({type(exc).__name__}); send it again"
             return ack(data, "AE", text, error_code="207", now=self.clock())
         finally:
@@ -431,7 +431,7 @@ class MllpClient:
                         item = self._ready.pop(0)
                         if isinstance(item, Frame):
                             return item.data
-                        log.warning("mllp client: unexpected %s from the peer", type(item).__name__)
+                        log.warning("mllp.client_unexpected", item=type(item).__name__)
                     data = await reader.read(_READ)
                     if not data:
                         msg = f"{self.host}:{self.port} closed the connection before answering"

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+import structlog
 from pumpguard.adapters.base import Record, Reject, fate_of
 from pumpguard.adapters.config import AdapterConfig, Binder
 from pumpguard.adapters.hl7v2.ack import AckCode, ack
@@ -41,7 +41,7 @@ from pumpguard.engine.events import Event
 
 __all__ = ["CHARSETS", "Decision", "MappedMessage", "MessageMapper", "python_codec"]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("pumpguard.hl7.live")
 
 CHARSETS: dict[str, str] = {
     "": "utf-8",
@@ -209,7 +209,7 @@ class MessageMapper:
         try:
             return self._map(data)
         except Exception as exc:  # a bug must cost one message an AE, not the listener
-            log.exception("hl7 live mapping failed")
+            log.exception("hl7.live_mapping_failed", bytes=len(data))
             text = f"internal error while mapping the message ({type(exc).__name__}); not read"
             return _Envelope(data).refuse(Decision("AE", "internal error", text, "207"))
 

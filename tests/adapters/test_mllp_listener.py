@@ -120,6 +120,26 @@ async def test_mllp_send_bad_input_is_answered_with_a_reason_and_the_connection_
 
 
 @pytest.mark.asyncio
+async def test_many_connections_are_served_at_once_each_in_order():
+    def numbered(client: int, n: int) -> bytes:
+        return IPEC.replace(b"6358051206735492253", f"c{client}-{n}".encode())
+
+    async with listening(max_in_flight=2) as server:
+        results = await asyncio.gather(
+            *(
+                exchange("127.0.0.1", server.port, [numbered(c, n) for n in range(3)])
+                for c in range(8)
+            )
+        )
+    for client, answers in enumerate(results):
+        acks = [read_ack(a) for a in answers]
+        assert [(a.code, a.control_id) for a in acks] == [
+            ("AA", f"c{client}-{n}") for n in range(3)
+        ]
+    assert server.stats.connections == 8
+
+
+@pytest.mark.asyncio
 async def test_resent_message_gets_the_same_answer(tmp_path):
     async with listening() as server:
         answers = await exchange("127.0.0.1", server.port, [BAD["no MSH"], IPEC, IPEC])
