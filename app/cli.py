@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import structlog
-from pumpguard import __version__, cmd_journal, drill, pipeline
+from pumpguard import __version__, cmd_journal, cmd_send, cmd_serve, drill, pipeline
 from pumpguard.engine.errors import InputError, RulePackError, SinkError
 from pumpguard.engine.findings import Finding, Severity, rfc3339
 from pumpguard.engine.pack import CompiledPack, load_pack
@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--out-dir", type=Path, default=Path("pumpguard-demo"))
     drill.add_parser(sub)
     cmd_journal.add_parser(sub)
+    cmd_send.add_parser(sub)
+    cmd_serve.add_parser(sub)
     return parser
 
 
@@ -147,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return drill.run(args)
         if args.command in cmd_journal.COMMANDS:
             return cmd_journal.run(args)
+        if args.command == "send":
+            return cmd_send.run(args)
+        if args.command == "serve":
+            return cmd_serve.run(args)
     except pipeline.UsageError as exc:
         sys.stderr.write(f"pumpguard: error: {exc}\n")
         return EXIT_USAGE

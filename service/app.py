@@ -33,7 +33,7 @@ from pumpguard.engine.snapshot import CODE_VERSION
 from pumpguard.rules import default_pack
 
 from .config import ServeConfig, Tls
-from .live import LiveCore, Outputs
+from .live import LiveCore, LiveInput, Outputs
 from .worker import EngineWorker
 
 __all__ = ["Service", "ServiceStatus", "run_service", "server_ssl"]
@@ -107,7 +107,7 @@ class Service:
         from .metrics import Metrics
 
         self.metrics = Metrics()
-        self.journal = Journal(self.config.journal)
+        self.journal = Journal(self.config.journal, on_commit=self._committed)
         self.core = LiveCore(self.pack, self.journal, late_after_s=self.config.late_after_s)
         self.sink_names = [s.name for s in self.config.sinks]
         self.worker = EngineWorker(
@@ -132,7 +132,6 @@ class Service:
         t0 = time.perf_counter()
         self._recover()
         self.status.recovery_s = time.perf_counter() - t0
-        self.journal.on_commit = self.worker.committed
         self.worker.start()
         await self.deliverer.start()
         await self._listen()
@@ -193,6 +192,10 @@ class Service:
             self.status.http_port = runner.port
 
     # -- running ---------------------------------------------------------------
+    def _committed(self, inputs: Sequence[LiveInput]) -> None:
+        """The journal's writer thread, after each commit: the new inputs, in order."""
+        self.worker.committed(inputs)
+
     def _outputs(self, out: Outputs) -> None:
         """Called on the engine thread with what one input raised: wake delivery, count."""
         for f in out.findings:

@@ -271,6 +271,19 @@ class Journal:
         found = next(self.messages(after_seq=seq - 1, limit=1), None) if seq > 0 else None
         return found if found is not None and found.seq == seq else None
 
+    def answer_of(self, dedupe_key: str) -> bytes | None:
+        """The answer first given to the message with this dedupe key (None: never journaled).
+
+        The MLLP listener asks before mapping, so a resend never reaches the feed's
+        STOP/START pairing a second time.
+        """
+        row = (
+            self._reader()
+            .execute("SELECT ack FROM messages WHERE dedupe_key = ?", (dedupe_key,))
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0] or b"")
+
     def message_history(self, seq: int) -> list[MessageFate]:
         return reads.message_history(self._reader(), seq)
 

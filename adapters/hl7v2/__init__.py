@@ -15,8 +15,8 @@ patient p1". One module per step, each arrow pointing down the list:
    (:mod:`..mdc`), ids, times, and the :class:`Emitter` that binds a patient
    (:class:`..config.Binder`) and validates the event.
 4. :mod:`.pcd` (the pump state machine: IPEC's STOP/START pairs become bolus,
-   pause, rate change and bag change; PCD-01 status; PCD-04 alarm episodes) and
-   :mod:`.adt` (encounters).
+   pause, rate change and bag change; PCD-01 status), :mod:`.acm` (PCD-04
+   alarm episodes) and :mod:`.adt` (encounters).
 5. :mod:`.reader`: :class:`Hl7Reader` dispatches each message, keeps the
    per-feed state and counts one fate per record; :mod:`.source` wraps it as
    the :class:`Hl7Source` event source.

@@ -22,83 +22,110 @@ if TYPE_CHECKING:
 __all__ = ["adt"]
 
 
+_CANCELS = {
+    "A11": "cancel admit: emitted as encounter.discharged at the cancel time",
+    "A12": "cancel transfer: emitted as encounter.transferred at the cancel time",
+    "A13": "cancel discharge: emitted as encounter.admitted at the cancel time",
+}
+
+
 def adt(reader: Hl7Reader, ctx: MessageContext, trigger: str) -> list[Record]:
     """An ADT message as the encounter event its trigger means (cancels said in a warning)."""
     msg = ctx.msg
-    evn, pv1 = msg.first("EVN"), msg.first("PV1")
-    out: list[Record] = []
-    evn_type = msg.comp(evn, 1, 1)
-    if evn_type and evn_type != trigger:
-        out.append(
-            Reject(
-                reader.label,
-                ctx.position,
-                f"EVN-1 says {quote(evn_type, 40)} but MSH-9 says {quote(trigger, 40)}; "
-                "MSH-9 trusted",
-                level="warning",
-            )
-        )
+    out = _evn_mismatch(reader, ctx, trigger)
     patient = ctx.named_patient()[0]
     if patient is None:
         raise InputError("ADT message names no patient (PID-3 empty or PID-31=Y)")
     ts = _event_time(reader, msg, trigger)
     base = {"ts": ts, "patient_id": patient, **ctx.source_field()}
-    location = _location(msg, pv1, 3)
-
-    def setting() -> str:
-        klass = msg.comp(pv1, 2, 1)
-        mapped = reader.config.pv1_patient_class.get(klass)
-        if mapped is None:
-            reason = (
-                f"PV1-2 patient class {quote(klass, 40) if klass else '(empty)'} maps to no "
-                "setting; add it to pv1_patient_class in the adapter config (never guessed)"
-            )
-            raise InputError(reason)
-        return mapped.value
-
+    location = _location(msg, msg.first("PV1"), 3)
     emit = Emitter(ctx, base, None, ts, patient, "")
     if trigger in ("A01", "A04"):
-        out += emit("encounter.admitted", None, setting=setting(), location=location)
-        reader.adt_last[patient] = (setting(), location)
+        out += emit("encounter.admitted", None, setting=_setting(reader, msg), location=location)
+        reader.adt_last[patient] = (_setting(reader, msg), location)
     elif trigger == "A02":
-        out += emit("encounter.transferred", None, setting=setting(), location=location)
-        reader.adt_last[patient] = (setting(), location)
+        out += emit("encounter.transferred", None, setting=_setting(reader, msg), location=location)
+        reader.adt_last[patient] = (_setting(reader, msg), location)
     elif trigger == "A03":
         out += emit("encounter.discharged", None)
     elif trigger == "A08":
-        now = (setting(), location)
-        if reader.adt_last.get(patient, now) == now:
-            out.append(
-                Reject(
-                    reader.label,
-                    ctx.position,
-                    "A08 update changes neither setting nor location; no encounter event",
-                    level="warning",
-                )
-            )
-        else:
-            out += emit("encounter.transferred", None, setting=now[0], location=location)
-        reader.adt_last[patient] = now
+        out += _update(reader, ctx, emit, patient, location)
     else:
-        note = {
-            "A11": "cancel admit: emitted as encounter.discharged at the cancel time",
-            "A12": "cancel transfer: emitted as encounter.transferred at the cancel time",
-            "A13": "cancel discharge: emitted as encounter.admitted at the cancel time",
-        }[trigger]
+        out += _cancel(reader, ctx, emit, trigger, location)
+    return out
+
+
+def _evn_mismatch(reader: Hl7Reader, ctx: MessageContext, trigger: str) -> list[Record]:
+    """A warning when EVN-1 names another trigger than MSH-9 (MSH-9 is trusted)."""
+    evn_type = ctx.msg.comp(ctx.msg.first("EVN"), 1, 1)
+    if not evn_type or evn_type == trigger:
+        return []
+    return [
+        Reject(
+            reader.label,
+            ctx.position,
+            f"EVN-1 says {quote(evn_type, 40)} but MSH-9 says {quote(trigger, 40)}; MSH-9 trusted",
+            level="warning",
+        )
+    ]
+
+
+def _setting(reader: Hl7Reader, msg: Hl7Message) -> str:
+    """The care setting PV1-2 maps to through the feed's table (never guessed)."""
+    klass = msg.comp(msg.first("PV1"), 2, 1)
+    mapped = reader.config.pv1_patient_class.get(klass)
+    if mapped is None:
+        reason = (
+            f"PV1-2 patient class {quote(klass, 40) if klass else '(empty)'} maps to no "
+            "setting; add it to pv1_patient_class in the adapter config (never guessed)"
+        )
+        raise InputError(reason)
+    return mapped.value
+
+
+def _update(
+    reader: Hl7Reader, ctx: MessageContext, emit: Emitter, patient: str, location: str | None
+) -> list[Record]:
+    """An A08 update: a transfer when the setting or location changed, else said."""
+    out: list[Record] = []
+    now = (_setting(reader, ctx.msg), location)
+    if reader.adt_last.get(patient, now) == now:
         out.append(
             Reject(
                 reader.label,
                 ctx.position,
-                f"{note}; events v1 cannot retract the earlier event",
+                "A08 update changes neither setting nor location; no encounter event",
                 level="warning",
             )
         )
-        if trigger == "A11":
-            out += emit("encounter.discharged", None)
-        elif trigger == "A12":
-            out += emit("encounter.transferred", None, setting=setting(), location=location)
-        else:
-            out += emit("encounter.admitted", None, setting=setting(), location=location)
+    else:
+        out += emit("encounter.transferred", None, setting=now[0], location=location)
+    reader.adt_last[patient] = now
+    return out
+
+
+def _cancel(
+    reader: Hl7Reader, ctx: MessageContext, emit: Emitter, trigger: str, location: str | None
+) -> list[Record]:
+    """A cancel (A11-A13) as the opposite event, with a warning: events v1 cannot retract."""
+    out: list[Record] = [
+        Reject(
+            reader.label,
+            ctx.position,
+            f"{_CANCELS[trigger]}; events v1 cannot retract the earlier event",
+            level="warning",
+        )
+    ]
+    if trigger == "A11":
+        out += emit("encounter.discharged", None)
+    elif trigger == "A12":
+        out += emit(
+            "encounter.transferred", None, setting=_setting(reader, ctx.msg), location=location
+        )
+    else:
+        out += emit(
+            "encounter.admitted", None, setting=_setting(reader, ctx.msg), location=location
+        )
     return out
 
 

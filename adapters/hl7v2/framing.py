@@ -162,25 +162,137 @@ def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
     starts another message) are a message of their own, rejected; a line that
     continues a segment, or text inside a message, makes that message malformed.
     """
-    cut_from: int | None = None  # first line of an MLLP block the input never closed
-    if b"\x0b" in data or b"\x1c" in data:
-        last_open = data.rfind(b"\x0b")
-        if last_open > data.rfind(b"\x1c"):
-            cut_from = len(_SEGMENT_END.findall(_unframe(data[: last_open + 1]))) + 1
-        data = _unframe(data)
-    number = 0
-    current: list[bytes] | None = None
-    start = 0
-    problem: str | None = None
-    headless = False
-    fs = b"|"
-    seen: set[bytes] = set()
-    junk: list[tuple[int, bytes]] = []  # text lines not yet known to be inside or between
+    data, cut_from = _without_mllp(data)
+    splitter = _Splitter(cut_from)
+    for lineno, line in _lines(data):
+        yield from splitter.feed(lineno, line)
+    yield from splitter.close()
 
-    def strays() -> Iterator[Stray]:
-        # Consecutive text lines are one note; every JSON line is a record of its own.
+
+def _without_mllp(data: bytes) -> tuple[bytes, int | None]:
+    """The bytes unframed, and the first line of an MLLP block the input never closed."""
+    if b"\x0b" not in data and b"\x1c" not in data:
+        return data, None
+    cut_from: int | None = None
+    last_open = data.rfind(b"\x0b")
+    if last_open > data.rfind(b"\x1c"):
+        cut_from = len(_SEGMENT_END.findall(_unframe(data[: last_open + 1]))) + 1
+    return _unframe(data), cut_from
+
+
+class _Splitter:
+    """One pass over the lines: the message being built, and text not yet known to be
+    inside a message or between two (it is placed when the next line tells)."""
+
+    __slots__ = (
+        "current",
+        "cut_from",
+        "fs",
+        "headless",
+        "junk",
+        "number",
+        "problem",
+        "seen",
+        "start",
+    )
+
+    def __init__(self, cut_from: int | None) -> None:
+        self.cut_from = cut_from
+        self.number = 0
+        self.current: list[bytes] | None = None
+        self.start = 0
+        self.problem: str | None = None
+        self.headless = False
+        self.fs = b"|"
+        self.seen: set[bytes] = set()
+        self.junk: list[tuple[int, bytes]] = []
+
+    def feed(self, lineno: int, line: bytes) -> Iterator[RawMessage | Stray]:
+        """One line: it starts a message, joins the current one, or waits as text."""
+        head = line[:3]
+        if head == b"MSH":
+            yield from self.close()
+            self.number += 1
+            self.current, self.start, self.seen = [line], lineno, {b"MSH"}
+            self.fs = line[3:4] or b"|"
+        elif head in _ENVELOPE and _is_segment(line, self.fs):
+            yield from self.close()
+        elif _is_segment(line, self.fs):
+            yield from self._segment(lineno, line)
+        elif (current := self._wrapped_into(line)) is not None:
+            self._malformed(
+                f"line {lineno} continues the segment before it (a line break inside a "
+                f"field, e.g. a wrapped MSH-10): {quote(line)}; the message is malformed, "
+                "not read"
+            )
+            current.append(line)
+        else:
+            if self.headless:
+                yield from self.close()
+            self.junk.append((lineno, line))
+
+    def _wrapped_into(self, line: bytes) -> list[bytes] | None:
+        """The current message, if this non-segment line is the rest of its last segment."""
+        current = self.current
+        if current is None or self.headless or self.junk:
+            return None
+        return current if _continues(line, self.fs, current) else None
+
+    def _segment(self, lineno: int, line: bytes) -> Iterator[RawMessage | Stray]:
+        """A segment line other than MSH: part of the current message, or a headless one."""
+        head = line[:3]
+        if (
+            self.current is not None
+            and not self.headless
+            and head in (b"PID", b"EVN")
+            and head in self.seen
+        ):
+            yield from self.close()  # a second patient: the next message lost its MSH
+        if self.current is None:
+            yield from self.strays()
+            self.number += 1
+            self.current, self.start, self.headless, self.seen = [], lineno, True, set()
+        elif self.junk:
+            self._malformed(
+                f"line {self.junk[0][0]} inside the message is not an HL7 segment: "
+                f"{quote(self.junk[0][1])}; the message is malformed, not read"
+            )
+            self.junk.clear()
+        self.current.append(line)
+        self.seen.add(head)
+
+    def _malformed(self, problem: str) -> None:
+        # The first problem found names the message's fate; later ones add nothing.
+        if self.problem is None:
+            self.problem = problem
+
+    def close(self) -> Iterator[RawMessage | Stray]:
+        """The current message (if any) is complete; then the text after it."""
+        if self.current is not None:
+            yield self._message(self.current)
+        self.current, self.problem, self.headless = None, None, False
+        yield from self.strays()
+
+    def _message(self, segments: list[bytes]) -> RawMessage:
+        if self.cut_from is not None and self.start >= self.cut_from:
+            self._malformed(
+                "the input ends inside this message's MLLP block (no end byte): the message "
+                "was cut off in transfer; not read"
+            )
+        if self.headless:
+            kinds = ", ".join(dict.fromkeys(s[:3].decode("ascii", "replace") for s in segments))
+            self._malformed(
+                f"{len(segments)} segment(s) ({kinds}) with no MSH segment before them: the "
+                "message's MSH line is missing (or a second PID started another message); "
+                "not read"
+            )
+        return RawMessage(self.number, self.start, segments, self.problem)
+
+    def strays(self) -> Iterator[Stray]:
+        """The waiting text as strays: consecutive lines are one note; every JSON line is a
+        record of its own."""
         block: list[tuple[int, bytes]] = []
-        for item in junk:
+        for item in self.junk:
             apart = item[0] != block[-1][0] + 1 if block else False
             if block and (apart or _is_json(item[1]) or _is_json(block[0][1])):
                 yield _stray(block)
@@ -188,62 +300,4 @@ def split_messages(data: bytes) -> Iterator[RawMessage | Stray]:
             block.append(item)
         if block:
             yield _stray(block)
-        junk.clear()
-
-    def close() -> Iterator[RawMessage | Stray]:
-        nonlocal current, problem, headless
-        if current is not None:
-            if cut_from is not None and start >= cut_from and problem is None:
-                problem = (
-                    "the input ends inside this message's MLLP block (no end byte): the message "
-                    "was cut off in transfer; not read"
-                )
-            if headless and problem is None:
-                kinds = ", ".join(dict.fromkeys(s[:3].decode("ascii", "replace") for s in current))
-                problem = (
-                    f"{len(current)} segment(s) ({kinds}) with no MSH segment before them: the "
-                    "message's MSH line is missing (or a second PID started another message); "
-                    "not read"
-                )
-            yield RawMessage(number, start, current, problem)
-        current, problem, headless = None, None, False
-        yield from strays()
-
-    for lineno, line in _lines(data):
-        head = line[:3]
-        if head == b"MSH":
-            yield from close()
-            number += 1
-            current, start, seen = [line], lineno, {b"MSH"}
-            fs = line[3:4] or b"|"
-        elif head in _ENVELOPE and _is_segment(line, fs):
-            yield from close()
-        elif _is_segment(line, fs):
-            if current is not None and not headless and head in (b"PID", b"EVN") and head in seen:
-                yield from close()  # a second patient: the next message lost its MSH
-            if current is None:
-                yield from strays()
-                number += 1
-                current, start, headless, seen = [], lineno, True, set()
-            elif junk:
-                if problem is None:
-                    problem = (
-                        f"line {junk[0][0]} inside the message is not an HL7 segment: "
-                        f"{quote(junk[0][1])}; the message is malformed, not read"
-                    )
-                junk.clear()
-            current.append(line)
-            seen.add(head)
-        elif current is not None and not headless and not junk and _continues(line, fs, current):
-            if problem is None:
-                problem = (
-                    f"line {lineno} continues the segment before it (a line break inside a "
-                    f"field, e.g. a wrapped MSH-10): {quote(line)}; the message is malformed, "
-                    "not read"
-                )
-            current.append(line)
-        else:
-            if headless:
-                yield from close()
-            junk.append((lineno, line))
-    yield from close()
+        self.junk.clear()

@@ -1,10 +1,10 @@
-"""The PCD pump state machine: PCD-10, PCD-01 and PCD-04 messages to canonical events.
+"""The PCD pump state machine: PCD-10 and PCD-01 messages to canonical events.
 
 State is per feed on purpose (:class:`ChannelState`, kept by the reader): a STOP
 and its START may be minutes apart, and the pair decides whether the stop was
 a pause, a bolus or a rate change. Nothing enumerated is guessed: a delivery
-status, active source or alarm phase the reader does not know is a reject; an
-unknown stop reason or alarm code is said in a warning.
+status or active source the reader does not know is a reject; an unknown stop
+reason is said in a warning. PCD-04 alarms are :mod:`.acm`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from pumpguard.adapters.hl7v2.context import (
     Obx,
     Program,
     channel_letter,
-    facet,
     hierarchy,
-    obx_name,
     short,
 )
 from pumpguard.adapters.hl7v2.framing import quote
 from pumpguard.adapters.mdc import (
-    ALARM_KINDS,
     NOT_DELIVERING_REASONS,
     STOP_ALARMS,
     SWITCHING_SOURCE,
@@ -38,7 +35,7 @@ from pumpguard.engine.errors import InputError
 if TYPE_CHECKING:
     from pumpguard.adapters.hl7v2.reader import Hl7Reader
 
-__all__ = ["ChannelState", "pcd01", "pcd04", "pcd10"]
+__all__ = ["ChannelState", "pcd01", "pcd10"]
 
 
 @dataclass(slots=True)
@@ -71,9 +68,6 @@ _ACTIVE_SOURCES: dict[str, str] = {
     "pump-source-info-pca": "bolus",
 }
 """Active Sources at a START: a clinician, loading or PCA dose is a bolus, not a new program."""
-
-_PHASES = frozenset(("start", "update", "continue", "escalate", "de-escalate", "reset", "end"))
-"""ACM event phases (MDC_ATTR_EVENT_PHASE); every one but ``end`` keeps the alarm open."""
 
 
 def pcd10(reader: Hl7Reader, ctx: MessageContext) -> list[Record]:
@@ -389,87 +383,6 @@ def _pcd01_change(
         now = "delivering" if delivering else "not delivering"
         out.append(reader.warn(ctx, f"status of {where} unchanged ({now}): no event"))
     return out
-
-
-def pcd04(reader: Hl7Reader, ctx: MessageContext) -> list[Record]:
-    """A PCD-04 alarm: one event per episode (OBR-29 names it), and one when it ends."""
-    msg = ctx.msg
-    obr = msg.first("OBR")
-    facets = {
-        Term.ALERT_SOURCE,
-        Term.EVENT_PHASE,
-        Term.ALARM_STATE,
-        Term.INACTIVATION_STATE,
-        Term.ALARM_PRIORITY,
-        Term.ALERT_TYPE,
-        Term.ALERT_TEXT,
-    }
-    ident = next(
-        (
-            o
-            for o in ctx.obxs
-            if o.term not in facets and o.term not in (Term.MDS, Term.VMD, Term.CHANNEL)
-        ),
-        None,
-    )
-    if ident is None:
-        raise InputError("PCD-04 message has no alarm identification OBX row")
-    term = ident.term
-    named_term = obx_name(ident)
-    if term is Term.EVT_ALARM and ident.value:
-        code, refid = msg.comp([ident.value], 0, 1), msg.comp([ident.value], 0, 2)
-        term = lookup(code, refid)
-        named_term = refid or code
-    phase_row = next((o for o in ctx.obxs if o.term is Term.EVENT_PHASE), None)
-    if phase_row is None:
-        raise InputError("PCD-04 message has no MDC_ATTR_EVENT_PHASE row (start/update/end)")
-    phase = (msg.comp([phase_row.value], 0, 1) or msg.comp([phase_row.value], 0, 2)).lower()
-    if phase not in _PHASES:
-        reason = (
-            f"PCD-04 event phase {quote(phase, 80)} is not one pumpguard knows "
-            f"({', '.join(sorted(_PHASES))})"
-        )
-        raise InputError(reason)
-    # The alarm instance: OBR-29's placer part, else its filler part (B. Braun sends
-    # "^id&..."), else this message's own OBR-3 (the first message of an alarm).
-    key = msg.comp(obr, 29, 1) or msg.comp(obr, 29, 2) or msg.comp(obr, 3, 1)
-    if not key:
-        raise InputError("PCD-04 alarm has neither OBR-29 parent nor OBR-3 id to follow it by")
-    pump = ctx.pump_id()
-    seen = reader.alarms.setdefault(pump, set())
-    ts = ctx.time(ident)
-    vmd, _ = hierarchy(ident.position)
-    channel = channel_letter(vmd or 1)
-    named, why = ctx.named_patient()
-    base = {"ts": ts, "pump_id": pump, "channel": channel, **ctx.source_field()}
-    emit = Emitter(ctx, base, pump, ts, named, why)
-    out: list[Record] = []
-    if term is None or term not in ALARM_KINDS:
-        out.append(
-            reader.warn(
-                ctx,
-                f"alarm {quote(named_term, 80)} has no canonical kind: sent as 'other'",
-            )
-        )
-    alarm = ALARM_KINDS.get(term, "other") if term is not None else "other"
-    instance = f"alarm {quote(key, 80)} of pump {pump}"
-    if phase == "end":
-        seen.discard(key)
-        return out + emit("pump.alarm", None, alarm=alarm, cleared=True)
-    if key in seen:
-        state = facet(ctx, Term.ALARM_STATE)
-        inactivation = facet(ctx, Term.INACTIVATION_STATE)
-        detail = ", ".join(p for p in (state, inactivation) if p)
-        return [
-            reader.warn(
-                ctx,
-                f"{phase} of {instance}, already reported"
-                + (f" ({quote(detail, 80)})" if detail else "")
-                + ": the same alarm episode, no new event",
-            )
-        ]
-    seen.add(key)
-    return out + emit("pump.alarm", None, alarm=alarm)
 
 
 def _stop_reason(prog: Program) -> tuple[str, list[str]]:

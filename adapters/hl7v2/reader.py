@@ -14,11 +14,12 @@ from typing import Literal
 
 from pumpguard.adapters.base import Record, Reject, Tally
 from pumpguard.adapters.config import AdapterConfig, Binder
+from pumpguard.adapters.hl7v2.acm import pcd04
 from pumpguard.adapters.hl7v2.adt import adt
 from pumpguard.adapters.hl7v2.context import MessageContext
 from pumpguard.adapters.hl7v2.framing import Stray, quote, split_messages
 from pumpguard.adapters.hl7v2.message import Hl7Message, decode_segments
-from pumpguard.adapters.hl7v2.pcd import ChannelState, pcd01, pcd04, pcd10
+from pumpguard.adapters.hl7v2.pcd import ChannelState, pcd01, pcd10
 from pumpguard.adapters.mdc import Term
 from pumpguard.engine.errors import InputError, ParseError
 

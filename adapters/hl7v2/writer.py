@@ -190,6 +190,55 @@ def render_pcd01(
     return "\r".join(segs)
 
 
+_Metric = tuple[str, Term, str, str]
+"""One channel metric row: value type, term, value, unit."""
+
+
+def _coded_metrics(
+    source: str | None,
+    reason: str | None,
+    alarm: Term | None,
+    drug: str | None,
+    bag: str | None,
+) -> list[_Metric]:
+    """The coded and text rows of a PCD-10 channel: source, stop reason, alarm, drug, bag."""
+    metrics: list[_Metric] = []
+    if source:
+        metrics.append(("CWE", Term.ACTIVE_SOURCES, f"^{source}", ""))
+    if reason:
+        metrics.append(("CWE", Term.NOT_DELIVERING_REASON, f"^{reason}", ""))
+    if alarm is not None:
+        metrics.append(
+            ("CWE", Term.ALARM_CONDITION, f"{term_code(alarm)}^{term_refid(alarm)}^MDC", "")
+        )
+    if drug is not None:
+        metrics.append(("ST", Term.DRUG_NAME, escape(drug), ""))
+    if bag is not None:
+        metrics.append(("ST", Term.CONTAINER_ID, escape(bag), ""))
+    return metrics
+
+
+def _amount_metrics(
+    rate: float | None,
+    dose: float | None,
+    vtbi: float | None,
+    conc: float | None,
+    delivered: float | None,
+) -> list[_Metric]:
+    """The numeric rows of a PCD-10 channel, each with its unit."""
+    metrics: list[_Metric] = []
+    for amount, term, unit in (
+        (rate, Term.RATE, "mL/h"),
+        (dose, Term.DOSE_RATE, "ug/d"),
+        (vtbi, Term.VTBI, "mL"),
+        (conc, Term.CONCENTRATION, "ug/mL"),
+        (delivered, Term.VOL_DELIVERED, "mL"),
+    ):
+        if amount is not None:
+            metrics.append(("NM", term, _num(amount), _UNITS[unit]))
+    return metrics
+
+
 @dataclass(slots=True)
 class _WState:
     status: str = "unknown"  # running | stopped | ended | unknown
@@ -358,28 +407,8 @@ class Hl7Writer:
             ("", Term.VMD, f"1.{vmd}.0.0", "", "", ""),
             ("", Term.CHANNEL, f"{chan}.0", "", "", ""),
         ]
-        metrics: list[tuple[str, Term, str, str]] = []
-        if source:
-            metrics.append(("CWE", Term.ACTIVE_SOURCES, f"^{source}", ""))
-        if reason:
-            metrics.append(("CWE", Term.NOT_DELIVERING_REASON, f"^{reason}", ""))
-        if alarm is not None:
-            metrics.append(
-                ("CWE", Term.ALARM_CONDITION, f"{term_code(alarm)}^{term_refid(alarm)}^MDC", "")
-            )
-        if drug is not None:
-            metrics.append(("ST", Term.DRUG_NAME, escape(drug), ""))
-        if bag is not None:
-            metrics.append(("ST", Term.CONTAINER_ID, escape(bag), ""))
-        for amount, term, unit in (
-            (rate, Term.RATE, "mL/h"),
-            (dose, Term.DOSE_RATE, "ug/d"),
-            (vtbi, Term.VTBI, "mL"),
-            (conc, Term.CONCENTRATION, "ug/mL"),
-            (delivered, Term.VOL_DELIVERED, "mL"),
-        ):
-            if amount is not None:
-                metrics.append(("NM", term, _num(amount), _UNITS[unit]))
+        metrics = _coded_metrics(source, reason, alarm, drug, bag)
+        metrics += _amount_metrics(rate, dose, vtbi, conc, delivered)
         for i, (vtype, term, value, unit) in enumerate(metrics, start=1):
             rows.append((vtype, term, f"{chan}.{i}", value, unit, ""))
         segs = [
