@@ -37,6 +37,7 @@ from pumpguard.engine.findings import Severity
 from pumpguard.service.http_events import post_events
 from pumpguard.service.http_models import (
     DEPS,
+    ApiRefusal,
     BagView,
     DeadlineView,
     HealthReport,
@@ -51,6 +52,7 @@ from pumpguard.service.http_models import (
 from pumpguard.service.metrics import CONTENT_TYPE, render
 
 __all__ = [
+    "ApiRefusal",
     "BagView",
     "DeadlineView",
     "HealthReport",
@@ -69,6 +71,7 @@ __all__ = [
 
 log = structlog.get_logger("pumpguard.http")
 _OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def make_app(deps: HttpDeps) -> web.Application:
@@ -144,7 +147,10 @@ async def _request_log(request: web.Request, handler: Handler) -> web.StreamResp
     }
     if request.app[DEPS].log_patient_ids:
         fields["path"] = request.path_qs
-    log.info("http request", **fields)
+    if request.path in _QUIET_ROUTES:
+        log.debug("http request", **fields)  # scraped every few seconds: noise at info
+    else:
+        log.info("http request", **fields)
     return response
 
 
@@ -153,11 +159,17 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     """Every error as JSON; an unexpected one is logged and answered 500, the server goes on."""
     try:
         return await handler(request)
+    except ApiRefusal as exc:
+        return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate")}
-        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
+        message = exc.reason
+        if exc.status == 413:
+            limit = request.app[DEPS].max_body_bytes
+            message = f"the body is over the limit of {limit} bytes: send fewer events at a time"
+        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        return web.json_response({"error": message}, status=exc.status, headers=headers)
     except Exception:
         log.exception("http handler failed", method=request.method)
         return web.json_response({"error": "internal error"}, status=500)
@@ -170,8 +182,8 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if token is not None and request.path not in _OPEN_ROUTES:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, f"Bearer {token}".encode()):
-            raise web.HTTPUnauthorized(
-                reason="a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            raise ApiRefusal(
+                401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
     return await handler(request)
 
@@ -209,7 +221,7 @@ def _severity(text: str | None) -> Severity | None:
         return Severity(text.lower())
     except ValueError:
         allowed = ", ".join(s.value for s in Severity)
-        raise web.HTTPBadRequest(reason=f"severity {text!r} is not one of {allowed}") from None
+        raise ApiRefusal(400, f"severity {text!r} is not one of {allowed}") from None
 
 
 def _since(text: str | None) -> float | None:
@@ -220,8 +232,8 @@ def _since(text: str | None) -> float | None:
     except ValueError:
         when = None
     if when is None or when.tzinfo is None:
-        raise web.HTTPBadRequest(
-            reason=f"since {text!r} is not an RFC 3339 time with an offset (2026-03-02T08:00:00Z)"
+        raise ApiRefusal(
+            400, f"since {text!r} is not an RFC 3339 time with an offset (2026-03-02T08:00:00Z)"
         )
     return when.timestamp()
 
@@ -230,14 +242,14 @@ def _limit(text: str | None) -> int:
     if not text:
         return 1000
     if not text.isdigit() or not 1 <= int(text) <= 10_000:
-        raise web.HTTPBadRequest(reason=f"limit {text!r} must be a whole number from 1 to 10000")
+        raise ApiRefusal(400, f"limit {text!r} must be a whole number from 1 to 10000")
     return int(text)
 
 
 async def _get_patient(request: web.Request) -> web.Response:
     view = request.app[DEPS].patient_view(request.match_info["id"])
     if view is None:
-        raise web.HTTPNotFound(reason="no such patient")
+        raise ApiRefusal(404, "no such patient")
     return web.json_response(view.model_dump(mode="json"))
 
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from pumpguard.adapters.base import unknown_fields_warning
 from pumpguard.adapters.common import canonical_json, describe_invalid
 from pumpguard.engine.events import Event, event_adapter
-from pumpguard.service.http_models import DEPS, AppendedLike, HttpDeps
+from pumpguard.service.http_models import DEPS, ApiRefusal, AppendedLike, HttpDeps
 from pydantic import ValidationError
 
 __all__ = ["content_sha256", "parse_item", "post_events", "split_body"]
@@ -55,13 +55,9 @@ async def post_events(request: web.Request) -> web.Response:
         results, failed = await _journal_items(deps, peer, [item])
         return _answer(deps, results, failed, started, status=400, error=str(exc))
     if not raws:
-        raise web.HTTPBadRequest(reason="no events in the body")
+        raise ApiRefusal(400, "no events in the body")
     if len(raws) > deps.max_items:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=deps.max_items,
-            actual_size=len(raws),
-            reason=f"{len(raws)} items; at most {deps.max_items} per request",
-        )
+        raise ApiRefusal(413, f"{len(raws)} items; at most {deps.max_items} per request")
     items = [parse_item(raw) for raw in raws]
     results, failed = await _journal_items(deps, peer, items)
     return _answer(deps, results, failed, started)

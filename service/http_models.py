@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
 from aiohttp import web
+from pumpguard.engine.errors import PumpguardError
 from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding, Severity, rfc3339
 from pumpguard.service.metrics import Metrics
@@ -18,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer
 
 __all__ = [
     "DEPS",
+    "ApiRefusal",
     "AppendedLike",
     "BagView",
     "DeadlineView",
@@ -37,6 +39,21 @@ __all__ = [
 
 Instant = Annotated[AwareDatetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
 """An aware time, written as RFC 3339 UTC with a ``Z`` like every finding's ``ts``."""
+
+
+class ApiRefusal(PumpguardError):
+    """A request the API refuses, answered ``status`` with ``{"error": message}``.
+
+    Our own error rather than aiohttp's HTTP exceptions: their reason goes into the status
+    line, where a quoted client value (a ``since`` with a line break) is not allowed.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = dict(headers or {})
 
 
 class _View(BaseModel):
@@ -173,7 +190,12 @@ class InboundRecord:
 
 @dataclass(frozen=True)
 class HttpDeps:
-    """Everything the API needs, injected (no globals, no wall clock)."""
+    """Everything the API needs, injected (no globals, no wall clock).
+
+    ``patient_view``, ``ready`` and ``health`` are called on the event loop: they must be
+    quick reads of state the live core keeps (the journal is read in threads instead).
+    ``inbound`` builds what ``journal.append`` takes: pass ``journal_records.Inbound``.
+    """
 
     journal: JournalPort
     patient_view: Callable[[str], PatientView | None]
@@ -182,11 +204,15 @@ class HttpDeps:
     metrics: Metrics
     clock: Now
     token: str | None = None
+    """When set, every route but ``/healthz`` and ``/readyz`` needs ``Bearer <token>``."""
     inbound: Callable[..., object] = InboundRecord
     max_body_bytes: int = 4 * 1024 * 1024
     max_items: int = 5000
+    """Items in one POST; more is refused (413) before anything is journaled."""
     backlog_limit: int = 10_000
+    """A sink with more pending than this makes ``/healthz`` answer 503."""
     log_patient_ids: bool = False
+    """Put the request path (which may hold a patient id) in the info-level request log."""
 
 
 DEPS = web.AppKey("deps", HttpDeps)

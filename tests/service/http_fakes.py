@@ -152,6 +152,12 @@ class Service:
     is_ready: bool = False
     patients: dict[str, PatientView] = field(default_factory=dict)
     report: HealthReport = field(default_factory=lambda: HealthReport(journal_ok=True))
+    view_error: Exception | None = None
+
+    def view(self, patient_id: str) -> PatientView | None:
+        if self.view_error is not None:
+            raise self.view_error
+        return self.patients.get(patient_id)
 
 
 @dataclass
@@ -167,7 +173,7 @@ class Api:
 @asynccontextmanager
 async def serving(
     *,
-    journal: FakeJournal | None = None,
+    journal: Any = None,
     metrics: Metrics | None = None,
     ssl: SSLContext | None = None,
     client_ssl: SSLContext | None = None,
@@ -180,7 +186,7 @@ async def serving(
     clock = ManualClock(T0.timestamp(), mode="live")
     deps = HttpDeps(
         journal=journal,
-        patient_view=service.patients.get,
+        patient_view=service.view,
         ready=lambda: service.is_ready,
         health=lambda: service.report,
         metrics=metrics,

@@ -179,6 +179,7 @@ async def test_body_over_the_size_limit_is_refused_with_413() -> None:
         body = lines(*(event_json(f"e{i}") for i in range(20)))
         async with api.session.post(f"{api.url}/events", data=body, headers=NDJSON) as resp:
             assert resp.status == 413
+            assert "over the limit of 1000 bytes" in (await resp.json())["error"]
         assert api.journal.messages == []
 
 
