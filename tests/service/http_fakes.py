@@ -17,6 +17,7 @@ from ssl import SSLContext
 from typing import Any
 
 import aiohttp
+import structlog
 from pumpguard.engine.clock import ManualClock
 from pumpguard.engine.findings import Finding, RulePackRef, Severity, make_finding_id
 from pumpguard.service.http import (
@@ -198,10 +199,12 @@ async def serving(
     connector = aiohttp.TCPConnector(ssl=client_ssl) if client_ssl is not None else None
     timeout = aiohttp.ClientTimeout(total=10)
     try:
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            yield Api(
-                f"{scheme}://127.0.0.1:{server.port}", session, journal, metrics, service, clock
-            )
+        # Other rooms' tests configure structlog onto a stream pytest has since closed:
+        # capture (and afterwards restore) it, so a log line cannot fail a request here.
+        with structlog.testing.capture_logs():
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                url = f"{scheme}://127.0.0.1:{server.port}"
+                yield Api(url, session, journal, metrics, service, clock)
     finally:
         await server.close()
         metrics.close()

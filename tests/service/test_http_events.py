@@ -202,3 +202,14 @@ async def test_posted_outcomes_are_counted_in_metrics() -> None:
             "pumpguard_messages_total", {"channel": "http", "outcome": "rejected"}
         )
         assert text == 1.0
+
+
+@pytest.mark.asyncio
+async def test_pretty_printed_object_is_one_event_when_sniffed() -> None:
+    body = json.dumps(event_json("e1"), indent=2).encode()
+    async with serving() as api:
+        async with api.session.post(
+            f"{api.url}/events", data=body, headers={"Content-Type": "text/plain"}
+        ) as resp:
+            results = (await resp.json())["results"]
+        assert [(r["event_id"], r["status"]) for r in results] == [("e1", "accepted")]
