@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from pumpguard.engine.builder import EventBuilder
 from pumpguard.engine.core import Engine
 from pumpguard.engine.events import Event
@@ -79,3 +82,22 @@ def _run(pack: CompiledPack) -> Runner:
         return list(drive(engine, events, end=end))
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _close_stray_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """looptime asks for the current loop in every test, so a sync test makes one it never
+    closes; the next async test drops it and its ResourceWarning fails the run. Close it."""
+    yield
+    if pytest_asyncio.is_async_test(request.node):
+        return
+    policy = asyncio.get_event_loop_policy()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loop = policy.get_event_loop()
+    except RuntimeError:  # none is set (closed and unset after an earlier test)
+        return
+    if not loop.is_running():
+        loop.close()
+        policy.set_event_loop(None)
