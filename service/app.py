@@ -21,7 +21,7 @@ import random
 import signal
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,7 @@ class Service:
         )
         self.rng = rng or random.Random()
         self.status = ServiceStatus()
-        self._servers: list[Any] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = asyncio.Event()
         self._build()
@@ -166,8 +166,7 @@ class Service:
     async def _listen(self) -> None:
         from pumpguard.adapters.mllp import serve_mllp
 
-        from .http import start_http
-        from .ingest import HttpIngest, MllpIngest
+        from .ingest import MllpIngest
 
         cfg = self.config
         if cfg.mllp is not None:
@@ -182,14 +181,39 @@ class Service:
                 partial_timeout_s=cfg.mllp.partial_timeout_s,
                 max_connections=cfg.mllp.max_connections,
             )
-            self._servers.append(server)
+            self._closers.append(_closer(server))
             self.status.mllp_port = server.port
         if cfg.http is not None:
-            app = HttpIngest(self).app()
-            tls = server_ssl(cfg.http.tls)
-            runner = await start_http(app, cfg.http.host, cfg.http.port, ssl=tls)
-            self._servers.append(runner)
-            self.status.http_port = runner.port
+            from .http import start_http
+
+            http = await start_http(
+                self._http_app(), cfg.http.host, cfg.http.port, ssl=server_ssl(cfg.http.tls)
+            )
+            self._closers.append(http.close)
+            self.status.http_port = http.port
+
+    def _http_app(self) -> Any:
+        from .http import HttpDeps, make_app
+        from .journal import Inbound
+        from .views import health_report, patient_view
+
+        cfg = self.config
+        assert cfg.http is not None
+        deps = HttpDeps(
+            journal=self.journal,
+            patient_view=lambda pid: patient_view(self.worker, pid),
+            ready=lambda: self.status.ready,
+            health=lambda: health_report(
+                self.worker, self.journal, self.clock.now(), recovered=self.status.ready
+            ),
+            metrics=self.metrics,
+            clock=self.clock,
+            token=cfg.http.bearer(),
+            inbound=Inbound,
+            max_body_bytes=cfg.http.max_body_bytes,
+            log_patient_ids=cfg.log_patient_ids,
+        )
+        return make_app(deps)
 
     # -- running ---------------------------------------------------------------
     def _committed(self, inputs: Sequence[LiveInput]) -> None:
@@ -200,8 +224,8 @@ class Service:
         """Called on the engine thread with what one input raised: wake delivery, count."""
         for f in out.findings:
             self.metrics.finding(f.code, f.severity.value)
-        for _w in out.withdrawals:
-            self.metrics.withdrawal()
+        for w in out.withdrawals:
+            self.metrics.withdrawal(w.code, w.severity.value)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.deliverer.wake)
@@ -217,9 +241,9 @@ class Service:
             return
         self._stopped.set()
         self.status.ready = False
-        for server in reversed(self._servers):
-            await server.close()
-        self._servers.clear()
+        for close in reversed(self._closers):
+            await close()
+        self._closers.clear()
         self.worker.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.worker.join)
         await self.deliverer.stop(timeout_s=self.config.drain_timeout_s)
@@ -236,6 +260,16 @@ class Service:
             loop.add_signal_handler(sig, done.set)
         await done.wait()
         await self.stop()
+
+
+def _closer(server: Any) -> Callable[[], Awaitable[None]]:
+    """An MLLP server's close: stop accepting, then let the connections answer and end."""
+
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return close
 
 
 async def run_service(config: ServeConfig) -> int:

@@ -221,6 +221,11 @@ class Journal:
     def outbox_due(self, sink: str, now: float, limit: int = 100) -> list[OutboxItem]:
         return reads.outbox_due(self._reader(), sink, now, limit)
 
+    @property
+    def failure(self) -> str | None:
+        """Why the journal refuses writes (None while it is healthy)."""
+        return None if self._fatal is None else str(self._fatal)
+
     def backlog(self, now: float | None = None) -> dict[str, SinkBacklog]:
         """Pending count and oldest pending item per sink (its age when ``now`` is given)."""
         return reads.backlog(self._reader(), now)
