@@ -168,6 +168,7 @@ class Deliverer:
         self._loop_thread: int | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._stopping = False
+        self._hold: dict[str, float] = {}
         self._stopped = asyncio.Event()
 
     @property
@@ -178,7 +179,7 @@ class Deliverer:
         """A copy of every sink's stats (frozen records: safe to hand to another thread)."""
         return dict(self._stats)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start one worker task per sink on the running loop."""
         if self._tasks:
             return
@@ -203,14 +204,14 @@ class Deliverer:
         for event in self._wakes.values():
             event.set()
 
-    async def stop(self, drain_s: float = 5.0) -> None:
-        """Let in-flight deliveries finish (at most ``drain_s``), then stop and close."""
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Let in-flight deliveries finish (at most ``timeout_s``), then stop and close."""
         self._stopping = True
         self._stopped.set()
         self._set_wakes()
         tasks = list(self._tasks.values())
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=drain_s)
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -228,12 +229,16 @@ class Deliverer:
     async def _run(self, sink: str) -> None:
         """The worker of one sink: due items in order, then sleep until due or woken."""
         wake = self._wakes[sink]
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            now = self._clock.now()
-            held = self._stats[sink].held_until
-            if held is not None and held > now:
+            wait = self._hold.get(sink, 0.0) - loop.time()
+            if wait > 0:
                 # Back-off is not cut short by new work; only stop() ends it.
-                await self._sleep(self._stopped, held - now)
+                await self._sleep(self._stopped, wait)
+                continue
+            now = self._clock.now()
+            if not math.isfinite(now):  # an event-following clock before its first event
+                await self._sleep(wake, self._poll)
                 continue
             wake.clear()
             try:
@@ -296,6 +301,7 @@ class Deliverer:
         await self._call(self._journal.mark_delivered, sink, list(ids), now)
         st = self._stats[sink]
         self._stats[sink] = replace(st, last_delivered_at=now, held_until=None)
+        self._hold.pop(sink, None)
 
     async def _retry(self, sink: str, entry: OutboxEntry, error: DeliveryError) -> None:
         now = self._clock.now()
@@ -306,6 +312,9 @@ class Deliverer:
         await self._call(self._journal.mark_retry, sink, entry.item_id, next_at, error.message)
         st = self._failed(sink, error.message, now)
         self._stats[sink] = replace(st, retries=st.retries + 1, held_until=next_at)
+        # The hold runs on the loop's clock: back-off is real time even when the service
+        # clock follows event time (and would not move while a backfill pauses).
+        self._hold[sink] = asyncio.get_running_loop().time() + delay
         self._record(sink, "retry")
 
     async def _dead(self, sink: str, entry: OutboxEntry, error: DeliveryError) -> None:

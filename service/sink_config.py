@@ -44,7 +44,9 @@ __all__ = [
     "StructlogSinkConfig",
     "TlsConfig",
     "WebhookSinkConfig",
+    "as_sink_config",
     "build_transports",
+    "open_mllp_client",
     "parse_sink_configs",
 ]
 
@@ -114,6 +116,7 @@ SinkConfig = Annotated[
     Field(discriminator="type"),
 ]
 _SINK_LIST: TypeAdapter[list[SinkConfig]] = TypeAdapter(list[SinkConfig])
+_ONE_SINK: TypeAdapter[SinkConfig] = TypeAdapter(SinkConfig)
 
 MllpConnect = Callable[[str, int, ssl.SSLContext | None, float], Awaitable[AlarmLink]]
 """Opens an MLLP connection: host, port, TLS context, timeout (``adapters.mllp`` provides one)."""
@@ -126,10 +129,7 @@ def parse_sink_configs(data: object) -> list[SinkConfig]:
     try:
         configs = _SINK_LIST.validate_python(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"sinks[{'.'.join(str(p) for p in err['loc'])}]: {err['msg']}" for err in exc.errors()
-        )
-        msg = f"sinks: {problems} (types: jsonl, structlog, webhook, mllp)"
+        msg = f"sinks: {_problems(exc, 'sinks')} (types: jsonl, structlog, webhook, mllp)"
         raise SinkConfigError(msg) from exc
     seen: set[str] = set()
     for cfg in configs:
@@ -140,17 +140,74 @@ def parse_sink_configs(data: object) -> list[SinkConfig]:
     return configs
 
 
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    return "; ".join(
+        f"{prefix}[{'.'.join(str(p) for p in err['loc'])}]: {err['msg']}"
+        if prefix
+        else f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
 def build_transports(
-    configs: Sequence[SinkConfig], *, mllp_connect: MllpConnect | None = None
+    configs: Sequence[BaseModel], *, mllp_connect: MllpConnect | None = None
 ) -> dict[str, Transport]:
-    """One transport per configured sink, by name (nothing is opened until the first delivery)."""
+    """One transport per configured sink, by name (nothing is opened until the first delivery).
+
+    ``configs`` are :data:`SinkConfig` records or flat sink records with the same
+    fields and a ``type`` (the service config's ``SinkSpec``), checked the same way.
+    MLLP sinks use ``adapters.mllp.MllpClient`` unless ``mllp_connect`` is given.
+    """
     out: dict[str, Transport] = {}
-    for cfg in configs:
-        out[cfg.name] = _build(cfg, mllp_connect)
+    for spec in configs:
+        cfg = as_sink_config(spec)
+        if cfg.name in out:
+            msg = f"sinks: two sinks are named {cfg.name!r}; give each a unique name"
+            raise SinkConfigError(msg)
+        out[cfg.name] = _build(cfg, mllp_connect or open_mllp_client)
     return out
 
 
-def _build(cfg: SinkConfig, mllp_connect: MllpConnect | None) -> Transport:
+_TYPED = (JsonlSinkConfig, StructlogSinkConfig, WebhookSinkConfig, MllpSinkConfig)
+_BY_TYPE: dict[str, type[BaseModel]] = {m.model_fields["type"].default: m for m in _TYPED}
+
+
+def as_sink_config(spec: BaseModel) -> SinkConfig:
+    """A flat sink record as its typed config; a field set that its type cannot use is an error."""
+    if isinstance(spec, _TYPED):
+        return spec
+    data = spec.model_dump(exclude_none=True)
+    model = _BY_TYPE.get(str(data.get("type")))
+    if model is None:
+        kind = data.get("type")
+        msg = f"sink {data.get('name')!r}: unknown type {kind!r} (jsonl, structlog, webhook, mllp)"
+        raise SinkConfigError(msg)
+    stray = sorted(k for k in spec.model_fields_set if k in data and k not in model.model_fields)
+    if stray:
+        msg = f"sink {data.get('name')!r}: {', '.join(stray)} do not apply to a {data['type']} sink"
+        raise SinkConfigError(msg)
+    kept = {k: v for k, v in data.items() if k in model.model_fields}
+    try:
+        cfg = _ONE_SINK.validate_python(kept)
+    except ValidationError as exc:
+        msg = f"sink {data.get('name')!r}: {_problems(exc)}"
+        raise SinkConfigError(msg) from exc
+    return cfg
+
+
+async def open_mllp_client(
+    host: str, port: int, context: ssl.SSLContext | None, timeout_s: float
+) -> AlarmLink:
+    """The MLLP client of ``adapters.mllp`` (it connects on its first send)."""
+    from pumpguard.adapters.mllp import MllpClient
+
+    client: AlarmLink = MllpClient(
+        host, port, ssl=context, timeout_s=timeout_s, server_hostname=host if context else None
+    )
+    return client
+
+
+def _build(cfg: SinkConfig, mllp_connect: MllpConnect) -> Transport:
     if isinstance(cfg, JsonlSinkConfig):
         return JsonlFileTransport(cfg.path)
     if isinstance(cfg, StructlogSinkConfig):
@@ -168,9 +225,6 @@ def _build(cfg: SinkConfig, mllp_connect: MllpConnect | None) -> Transport:
             timeout_s=cfg.timeout_s,
             ssl=cfg.tls.context() if cfg.tls else None,
         )
-    if mllp_connect is None:
-        msg = f"sink {cfg.name!r}: MLLP sinks need an MLLP client (mllp_connect) to be wired"
-        raise SinkConfigError(msg)
     connect = mllp_connect
     host, port, timeout = cfg.host, cfg.port, cfg.timeout_s
     context = cfg.tls.context() if cfg.tls else None

@@ -45,7 +45,7 @@ async def test_every_item_is_delivered_in_order_and_marked_delivered() -> None:
         outbox.enqueue("a", f)
     sink = ScriptedSink(LoopClock())
     d = deliverer(outbox, {"a": sink})
-    d.start()
+    await d.start()
     await until(lambda: not outbox.pending("a"))
     await d.stop()
     assert sink.received == [f.finding_id for f in findings]
@@ -59,7 +59,7 @@ async def test_backoff_grows_exponentially_with_seeded_full_jitter() -> None:
     clock = LoopClock()
     sink = ScriptedSink(clock, down=True)
     d = deliverer(outbox, {"a": sink}, base_delay_s=1.0, max_delay_s=64.0, rng=random.Random(42))
-    d.start()
+    await d.start()
     await until(lambda: len(outbox.retries) >= 10, limit_s=10_000)
     await d.stop()
     times = [t for t, _ in sink.attempts]
@@ -95,12 +95,12 @@ async def test_down_sink_does_not_delay_another_sink() -> None:
     live = ScriptedSink(clock)
     d = deliverer(outbox, {"dead": hanging, "live": live}, delivery_timeout_s=30.0)
     start = clock.now()
-    d.start()
+    await d.start()
     await until(lambda: not outbox.pending("live"), step_s=0.01)
     assert clock.now() - start < 1.0  # the other sink waited for nothing
     assert len(live.received) == 3
     assert hanging.received == []
-    await d.stop(drain_s=0.1)
+    await d.stop(timeout_s=0.1)
 
 
 async def test_slow_delivery_times_out_and_is_retried_later() -> None:
@@ -109,9 +109,9 @@ async def test_slow_delivery_times_out_and_is_retried_later() -> None:
     clock = LoopClock()
     sink = ScriptedSink(clock, hang=True)
     d = deliverer(outbox, {"a": sink}, delivery_timeout_s=10.0)
-    d.start()
+    await d.start()
     await until(lambda: outbox.retries)
-    await d.stop(drain_s=0.1)
+    await d.stop(timeout_s=0.1)
     assert outbox.retries[0][0] == item
     assert "no answer within 10 s" in outbox.retries[0][2]
     assert outbox.items[item].delivered_at is None
@@ -124,7 +124,7 @@ async def test_refused_item_is_dead_lettered_and_the_next_goes_on() -> None:
     outbox.enqueue("a", good)
     sink = ScriptedSink(LoopClock(), refuse={bad.finding_id})
     d = deliverer(outbox, {"a": sink})
-    d.start()
+    await d.start()
     await until(lambda: not outbox.pending("a"))
     await d.stop()
     assert outbox.items[bad_id].dead
@@ -142,7 +142,7 @@ async def test_dead_letter_without_mark_dead_is_never_due_again() -> None:
     bad_id = outbox.enqueue("a", bad)
     sink = ScriptedSink(LoopClock(), refuse={bad.finding_id})
     d = deliverer(outbox, {"a": sink})
-    d.start()
+    await d.start()
     await until(lambda: outbox.retries)
     await asyncio.sleep(3600)
     await d.stop()
@@ -154,7 +154,7 @@ async def test_unreadable_outbox_body_is_dead_lettered_with_the_reason() -> None
     outbox = DeadLetterOutbox()
     item = outbox.enqueue_body("a", "finding", "F-x", "{not json")
     d = deliverer(outbox, {"a": ScriptedSink(LoopClock())})
-    d.start()
+    await d.start()
     await until(lambda: outbox.items[item].dead)
     await d.stop()
     assert "not a finding or a withdrawal" in (outbox.items[item].last_error or "")
@@ -166,7 +166,7 @@ async def test_retry_after_from_the_sink_lengthens_the_backoff() -> None:
     clock = LoopClock()
     sink = ScriptedSink(clock, down=True, retry_after_s=120.0)
     d = deliverer(outbox, {"a": sink}, base_delay_s=1.0)
-    d.start()
+    await d.start()
     await until(lambda: outbox.retries)
     await d.stop()
     (_, next_at, _), (at, _) = outbox.retries[0], sink.attempts[0]
@@ -181,7 +181,7 @@ async def test_a_backing_off_sink_holds_its_later_items_so_an_alarm_ends_after_i
     outbox.enqueue("acm", withdrawal)
     sink = ScriptedSink(LoopClock(), fail={finding.finding_id: 3})
     d = deliverer(outbox, {"acm": sink})
-    d.start()
+    await d.start()
     await until(lambda: not outbox.pending("acm"), limit_s=10_000)
     await d.stop()
     assert [i for _, i in sink.attempts] == [finding.finding_id] * 4 + [withdrawal.withdrawal_id]
@@ -194,7 +194,7 @@ async def test_wake_starts_delivery_before_the_next_poll() -> None:
     clock = LoopClock()
     sink = ScriptedSink(clock)
     d = deliverer(outbox, {"a": sink}, poll_s=600.0)
-    d.start()
+    await d.start()
     await asyncio.sleep(1)
     outbox.enqueue("a", make_finding(1))
     d.wake()
@@ -207,7 +207,7 @@ async def test_wake_from_another_thread_is_safe() -> None:
     outbox = FakeOutbox()
     sink = ScriptedSink(LoopClock())
     d = deliverer(outbox, {"a": sink}, poll_s=600.0)
-    d.start()
+    await d.start()
     await asyncio.sleep(1)
     outbox.enqueue("a", make_finding(1))
     t = threading.Thread(target=d.wake)
@@ -224,7 +224,7 @@ async def test_wake_does_not_cut_a_backoff_short() -> None:
     clock = LoopClock()
     sink = ScriptedSink(clock, fail={first.finding_id: 1})
     d = deliverer(outbox, {"a": sink}, rng=random.Random(3), base_delay_s=100.0, max_delay_s=100.0)
-    d.start()
+    await d.start()
     await until(lambda: outbox.retries, step_s=0.01)
     next_at = outbox.retries[0][1]
     outbox.enqueue("a", make_finding(2))
@@ -239,9 +239,9 @@ async def test_stop_lets_an_in_flight_delivery_finish_and_marks_it() -> None:
     item = outbox.enqueue("a", make_finding(1))
     sink = ScriptedSink(LoopClock(), delay_s=2.0)
     d = deliverer(outbox, {"a": sink})
-    d.start()
+    await d.start()
     await until(lambda: sink.attempts, step_s=0.01)
-    await d.stop(drain_s=10.0)
+    await d.stop(timeout_s=10.0)
     assert outbox.items[item].delivered_at is not None
 
 
@@ -251,10 +251,10 @@ async def test_stop_gives_up_on_a_hung_delivery_after_its_bound() -> None:
     clock = LoopClock()
     sink = ScriptedSink(clock, hang=True)
     d = deliverer(outbox, {"a": sink}, delivery_timeout_s=1000.0)
-    d.start()
+    await d.start()
     await until(lambda: sink.attempts, step_s=0.01)
     before = clock.now()
-    await d.stop(drain_s=3.0)
+    await d.stop(timeout_s=3.0)
     assert clock.now() - before == pytest.approx(3.0, abs=0.1)
     assert outbox.items[item].delivered_at is None  # still pending: sent again after restart
 
@@ -264,7 +264,7 @@ async def test_journal_failure_is_reported_and_the_worker_carries_on() -> None:
     outbox.enqueue("a", make_finding(1))
     sink = ScriptedSink(LoopClock())
     d = deliverer(outbox, {"a": sink})
-    d.start()
+    await d.start()
     await until(lambda: not outbox.pending("a"))
     await d.stop()
     last = d.stats()["a"].last_error or ""
@@ -278,7 +278,7 @@ async def test_lost_mark_means_delivered_again_and_the_receiver_dedupes_by_id() 
     outbox.enqueue("a", f)
     sink = ScriptedSink(LoopClock())
     d = deliverer(outbox, {"a": sink})
-    d.start()
+    await d.start()
     await until(lambda: not outbox.pending("a"))
     await d.stop()
     assert sink.received == [f.finding_id, f.finding_id]  # at least once
@@ -305,7 +305,7 @@ async def test_flaky_sinks_get_every_output_at_least_once_and_no_id_twice_after_
             outbox.enqueue(name, r)
     outbox.fail_next_mark_delivered = 2
     d = deliverer(outbox, sinks, base_delay_s=0.5, max_delay_s=30.0, batch=8)
-    d.start()
+    await d.start()
     await until(lambda: not any(outbox.pending(s) for s in sinks), limit_s=100_000)
     await d.stop()
     ids = [r.withdrawal_id if hasattr(r, "withdrawal_id") else r.finding_id for r in records]
