@@ -4,6 +4,10 @@ A hospital's alarm manager listens for IHE ACM ``ORU^R40`` messages and an EHR
 takes FHIR; a finding that only lives in a JSONL file helps nobody at the
 bedside. Each sink renders one finding at a time and flushes it, so a crash
 never holds back a finding that was already raised.
+
+Live, a finding can be withdrawn (spec "Withdrawals"); :func:`oru_r40_withdrawal`
+and :func:`detected_issue_withdrawal` render the withdrawal so the receiver can
+match it to what the finding created and end or replace it.
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ class WebhookTransport:
             raise ValueError(msg)
         self.url = url
         self.format = format
-        self._token = token
+        self.token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
@@ -269,8 +269,8 @@ class WebhookTransport:
     async def deliver(self, item: Deliverable) -> None:
         data, content_type = self.body(item)
         headers = {"Content-Type": content_type, "Idempotency-Key": item.id}
-        if self._token is not None:
-            headers["Authorization"] = f"Bearer {self._token}"
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:

@@ -169,7 +169,12 @@ def build_transports(
 
 
 _TYPED = (JsonlSinkConfig, StructlogSinkConfig, WebhookSinkConfig, MllpSinkConfig)
-_BY_TYPE: dict[str, type[BaseModel]] = {m.model_fields["type"].default: m for m in _TYPED}
+_BY_TYPE: dict[str, type[BaseModel]] = {
+    "jsonl": JsonlSinkConfig,
+    "structlog": StructlogSinkConfig,
+    "webhook": WebhookSinkConfig,
+    "mllp": MllpSinkConfig,
+}
 
 
 def as_sink_config(spec: BaseModel) -> SinkConfig:

@@ -119,34 +119,30 @@ class TestOruR40Withdrawal:
 
     def test_finding_alert_is_unchanged_byte_for_byte(self) -> None:
         finding = make_finding()
-        fid = finding.finding_id
-        assert oru_r40(finding) == "\r".join(
-            [
-                "MSH|^~\\&|PUMPGUARD|PUMPGUARD|ACM|ACM|20260302080000+0000||ORU^R40^ORU_R40|"
-                f"{fid}|P|2.6|||AL|NE||UNICODE UTF-8|en^English^ISO639||"
-                "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO",
-                "PID|||P-7^^^PUMPGUARD^PI",
-                f"OBR|1|{fid}^PUMPGUARD|{fid}^PUMPGUARD|196616^MDC_EVT_ALARM^MDC|||"
-                "20260302080000+0000",
-                "OBX|1|ST|0^PUMPGUARD_BAG_OVERDUE^PUMPGUARD|1.0.0.0.1|BAG_OVERDUE||||||F|||"
-                "20260302080000+0000",
-                "OBX|2|ST|68480^MDC_ATTR_ALERT_SOURCE^MDC|1.0.0.0.2|pumpguard BLN-BAG-01||||||F|||"
-                "20260302080000+0000",
-                "OBX|3|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.0.0.0.3|tpoint||||||F|||"
-                "20260302080000+0000",
-                "OBX|4|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.0.0.0.4|active||||||F|||"
-                "20260302080000+0000",
-                "OBX|5|ST|68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC|1.0.0.0.5|enabled||||||F|||"
-                "20260302080000+0000",
-                "OBX|6|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.0.0.0.6|PH||||||F|||"
-                "20260302080000+0000",
-                "OBX|7|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.0.0.0.7|SA||||||F|||20260302080000+0000",
-                "OBX|8|ST|68546^MDC_ATTR_ALERT_TEXT^MDC|1.0.0.0.8|"
-                "Bag B2 is still infusing 2 h after its labelled duration.||||||F|||"
-                "20260302080000+0000",
-                "NTE|1||Change the bag now.",
-            ]
-        )
+        fid, at = finding.finding_id, "20260302080000+0000"
+        profile = "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
+        msh = f"MSH|^~\\&|PUMPGUARD|PUMPGUARD|ACM|ACM|{at}||ORU^R40^ORU_R40|{fid}|P|2.6|||AL|NE||"
+        rows = [
+            ("0^PUMPGUARD_BAG_OVERDUE^PUMPGUARD", "BAG_OVERDUE"),
+            ("68480^MDC_ATTR_ALERT_SOURCE^MDC", "pumpguard BLN-BAG-01"),
+            ("68481^MDC_ATTR_EVENT_PHASE^MDC", "tpoint"),
+            ("68482^MDC_ATTR_ALARM_STATE^MDC", "active"),
+            ("68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC", "enabled"),
+            ("68484^MDC_ATTR_ALARM_PRIORITY^MDC", "PH"),
+            ("68485^MDC_ATTR_ALERT_TYPE^MDC", "SA"),
+            ("68546^MDC_ATTR_ALERT_TEXT^MDC", finding.message),
+        ]
+        expected = [
+            msh + "UNICODE UTF-8|en^English^ISO639||" + profile,
+            "PID|||P-7^^^PUMPGUARD^PI",
+            f"OBR|1|{fid}^PUMPGUARD|{fid}^PUMPGUARD|196616^MDC_EVT_ALARM^MDC|||{at}",
+            *(
+                f"OBX|{i}|ST|{code}|1.0.0.0.{i}|{value}||||||F|||{at}"
+                for i, (code, value) in enumerate(rows, start=1)
+            ),
+            "NTE|1||Change the bag now.",
+        ]
+        assert oru_r40(finding) == "\r".join(expected)
 
 
 class TestDetectedIssueWithdrawal:

@@ -293,7 +293,8 @@ class TestWebhook:
 def ack_for(message: bytes, code: str, text: str = "", control: str | None = None) -> bytes:
     msh = hl7.parse(message.decode()).segment("MSH")
     cid = str(msh[10]) if control is None else control
-    return f"MSH|^~\\&|ACM|ACM|PUMPGUARD|PUMPGUARD|20260302080000+0000||ACK^R40^ACK|A1|P|2.6\rMSA|{code}|{cid}|{text}\r".encode()
+    header = "MSH|^~\\&|ACM|ACM|PUMPGUARD|PUMPGUARD|20260302080000+0000||ACK^R40^ACK|A1|P|2.6"
+    return f"{header}\rMSA|{code}|{cid}|{text}\r".encode()
 
 
 @dataclass

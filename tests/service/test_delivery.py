@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from pathlib import Path
 
 import pytest
 from delivery_fakes import (
@@ -18,6 +19,13 @@ from delivery_fakes import (
     make_finding,
     make_withdrawal,
 )
+from pumpguard.adapters.transports import (
+    Deliverable,
+    JsonlFileTransport,
+    SinkUnavailable,
+    read_deduplicated,
+)
+from pumpguard.engine.findings import Finding, Withdrawal
 from pumpguard.service.delivery import DEAD_LETTER_AT, Deliverer, backoff_delay
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
@@ -312,3 +320,62 @@ async def test_flaky_sinks_get_every_output_at_least_once_and_no_id_twice_after_
     for sink in sinks.values():
         assert set(sink.received) == set(ids)
         assert list(dict.fromkeys(sink.received)) == ids  # deduped, still in outbox order
+
+
+async def test_a_clock_without_time_yet_delivers_nothing_until_it_has_one() -> None:
+    class EventClock:
+        now_s = float("-inf")
+
+        def now(self) -> float:
+            return self.now_s
+
+    outbox = FakeOutbox()
+    outbox.enqueue("a", make_finding(1), at=50.0)
+    sink = ScriptedSink(LoopClock())
+    clock = EventClock()
+    d = Deliverer(outbox, {"a": sink}, clock, rng=random.Random(1), poll_s=1.0)
+    await d.start()
+    await asyncio.sleep(10)
+    assert sink.attempts == []
+    clock.now_s = 60.0
+    await until(lambda: sink.received)
+    await d.stop()
+    assert outbox.items[1].delivered_at == 60.0
+
+
+class LosesAcks:
+    """A JSONL file whose writer sometimes fails after the line is down (an ACK lost)."""
+
+    def __init__(self, path: Path, rng: random.Random) -> None:
+        self.file = JsonlFileTransport(path)
+        self.rng = rng
+
+    async def deliver(self, item: Deliverable) -> None:
+        if self.rng.random() < 0.2:
+            raise SinkUnavailable("refused before writing")
+        await self.file.deliver(item)
+        if self.rng.random() < 0.2:
+            raise SinkUnavailable("written, but the answer was lost")
+
+    async def aclose(self) -> None:
+        await self.file.aclose()
+
+
+async def test_jsonl_sink_holds_every_output_once_after_dedupe(tmp_path: Path) -> None:
+    outbox = FakeOutbox()
+    records: list[Finding | Withdrawal] = []
+    for n in range(40):
+        f = make_finding(n)
+        records += [f, make_withdrawal(f)] if n % 5 == 0 else [f]
+    for r in records:
+        outbox.enqueue("file", r)
+    path = tmp_path / "findings.jsonl"
+    sink = LosesAcks(path, random.Random(5))
+    d = Deliverer(outbox, {"file": sink}, LoopClock(), rng=random.Random(2), base_delay_s=0.5)
+    await d.start()
+    await until(lambda: not outbox.pending("file"), limit_s=100_000)
+    await d.stop()
+    read = read_deduplicated(path)
+    assert [r.id for r in read.records] == [Deliverable.of(r).id for r in records]
+    assert read.duplicates > 0  # the lost answers really did cause re-sends
+    assert read.bad_lines == []
