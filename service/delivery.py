@@ -218,9 +218,10 @@ class Deliverer:
         self._tasks.clear()
         for transport in self._sinks.values():
             await transport.aclose()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # A journal call a cancelled worker left running finishes before the journal closes.
+            await asyncio.to_thread(executor.shutdown, True)
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()

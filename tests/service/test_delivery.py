@@ -379,3 +379,17 @@ async def test_jsonl_sink_holds_every_output_once_after_dedupe(tmp_path: Path) -
     assert [r.id for r in read.records] == [Deliverable.of(r).id for r in records]
     assert read.duplicates > 0  # the lost answers really did cause re-sends
     assert read.bad_lines == []
+
+
+async def test_each_outcome_is_reported_to_the_metrics_hook() -> None:
+    outbox = DeadLetterOutbox()
+    ok, flaky, bad = make_finding(1), make_finding(2), make_finding(3)
+    for f in (ok, flaky, bad):
+        outbox.enqueue("a", f)
+    seen: list[tuple[str, str]] = []
+    sink = ScriptedSink(LoopClock(), fail={flaky.finding_id: 1}, refuse={bad.finding_id})
+    d = deliverer(outbox, {"a": sink}, on_outcome=lambda s, o: seen.append((s, o)))
+    await d.start()
+    await until(lambda: not outbox.pending("a"))
+    await d.stop()
+    assert seen == [("a", "delivered"), ("a", "retry"), ("a", "delivered"), ("a", "dead")]
