@@ -4,6 +4,10 @@ A hospital's alarm manager listens for IHE ACM ``ORU^R40`` messages and an EHR
 takes FHIR; a finding that only lives in a JSONL file helps nobody at the
 bedside. Each sink renders one finding at a time and flushes it, so a crash
 never holds back a finding that was already raised.
+
+Live, a finding can be withdrawn (spec "Withdrawals"); :func:`oru_r40_withdrawal`
+and :func:`detected_issue_withdrawal` render the withdrawal so the receiver can
+match it to what the finding created and end or replace it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import json
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -21,7 +27,7 @@ from pumpguard.adapters.base import FindingSink
 from pumpguard.adapters.hl7v2.writer import UnsupportedEvent, escape, format_dtm, frame
 from pumpguard.adapters.jsonl import JsonlFindingSink
 from pumpguard.engine.errors import SinkError
-from pumpguard.engine.findings import Finding, rfc3339
+from pumpguard.engine.findings import Finding, Withdrawal, rfc3339
 
 __all__ = [
     "AtomicTextFile",
@@ -29,8 +35,10 @@ __all__ = [
     "Hl7AlertSink",
     "StructlogFindingSink",
     "detected_issue",
+    "detected_issue_withdrawal",
     "make_sink",
     "oru_r40",
+    "oru_r40_withdrawal",
 ]
 
 _LOG_LEVEL = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
@@ -68,32 +76,97 @@ class StructlogFindingSink(FindingSink):
 
 def oru_r40(finding: Finding) -> str:
     """A finding as an IHE PCD ACM alert (ORU^R40): an advisory, time-point alert."""
-    when = format_dtm(finding.ts)
-    fid = escape(finding.finding_id)
-    ident = f"0^PUMPGUARD_{escape(finding.code)}^PUMPGUARD"
+    return _acm_message(
+        _AcmAlarm(
+            control_id=finding.finding_id,
+            alarm_id=finding.finding_id,
+            patient_id=finding.patient_id,
+            code=finding.code,
+            rule_id=finding.rule_id,
+            severity=finding.severity.value,
+            ts=finding.ts,
+        ),
+        phase="tpoint",
+        state="active",
+        text=finding.message,
+        note=finding.action,
+    )
+
+
+def oru_r40_withdrawal(withdrawal: Withdrawal) -> str:
+    """A withdrawal as the end of the finding's ACM alert (ORU^R40, phase end, state inactive).
+
+    The alarm manager matches it to the alert it ends by the alert's identity, so
+    OBR-2/OBR-3 and the event code are the finding's, and OBR-29 (parent) names the
+    finding's alert as well. MSH-10 is the withdrawal's own id: a receiver that
+    de-duplicates on the control id must not take the end for a resent start.
+    """
+    return _acm_message(
+        _AcmAlarm(
+            control_id=withdrawal.withdrawal_id,
+            alarm_id=withdrawal.withdraws,
+            patient_id=withdrawal.patient_id,
+            code=withdrawal.code,
+            rule_id=withdrawal.rule_id,
+            severity=withdrawal.severity.value,
+            ts=withdrawal.ts,
+        ),
+        phase="end",
+        state="inactive",
+        text=f"Withdrawn: {withdrawal.reason}",
+        note=withdrawal.reason,
+        parent=True,
+    )
+
+
+@dataclass(frozen=True)
+class _AcmAlarm:
+    """The identity of one ACM alert, shared by its start and its end."""
+
+    control_id: str
+    alarm_id: str
+    patient_id: str
+    code: str
+    rule_id: str
+    severity: str
+    ts: datetime
+
+
+def _acm_message(
+    alarm: _AcmAlarm, *, phase: str, state: str, text: str, note: str, parent: bool = False
+) -> str:
+    """One ORU^R40 for ``alarm`` in the given phase and state (segments joined by CR)."""
+    when = format_dtm(alarm.ts)
+    control = escape(alarm.control_id)
+    aid = escape(alarm.alarm_id)
+    ident = f"0^PUMPGUARD_{escape(alarm.code)}^PUMPGUARD"
     rows: list[tuple[str, str]] = [
-        (ident, escape(finding.code)),
-        ("68480^MDC_ATTR_ALERT_SOURCE^MDC", escape(f"pumpguard {finding.rule_id}")),
-        ("68481^MDC_ATTR_EVENT_PHASE^MDC", "tpoint"),
-        ("68482^MDC_ATTR_ALARM_STATE^MDC", "active"),
+        (ident, escape(alarm.code)),
+        ("68480^MDC_ATTR_ALERT_SOURCE^MDC", escape(f"pumpguard {alarm.rule_id}")),
+        ("68481^MDC_ATTR_EVENT_PHASE^MDC", phase),
+        ("68482^MDC_ATTR_ALARM_STATE^MDC", state),
         ("68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC", "enabled"),
-        ("68484^MDC_ATTR_ALARM_PRIORITY^MDC", _ACM_PRIORITY[finding.severity.value]),
+        ("68484^MDC_ATTR_ALARM_PRIORITY^MDC", _ACM_PRIORITY[alarm.severity]),
         ("68485^MDC_ATTR_ALERT_TYPE^MDC", "SA"),
-        ("68546^MDC_ATTR_ALERT_TEXT^MDC", escape(finding.message)),
+        ("68546^MDC_ATTR_ALERT_TEXT^MDC", escape(text)),
     ]
+    obr = f"OBR|1|{aid}^PUMPGUARD|{aid}^PUMPGUARD|196616^MDC_EVT_ALARM^MDC|||{when}"
+    if parent:
+        # OBR-29 (EIP): the parent alert's placer and filler ids, 22 fields after OBR-7.
+        obr += "|" * 22 + f"{aid}&PUMPGUARD^{aid}&PUMPGUARD"
     segs = [
         (
-            f"MSH|^~\\&|PUMPGUARD|PUMPGUARD|ACM|ACM|{when}||ORU^R40^ORU_R40|{fid}|P|2.6|||AL|NE||"
+            f"MSH|^~\\&|PUMPGUARD|PUMPGUARD|ACM|ACM|{when}||ORU^R40^ORU_R40|{control}|P|2.6|||AL|NE||"
             "UNICODE UTF-8|en^English^ISO639||IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
         ),
-        f"PID|||{escape(finding.patient_id)}^^^PUMPGUARD^PI",
-        f"OBR|1|{fid}^PUMPGUARD|{fid}^PUMPGUARD|196616^MDC_EVT_ALARM^MDC|||{when}",
+        f"PID|||{escape(alarm.patient_id)}^^^PUMPGUARD^PI",
+        obr,
     ]
     segs += [
         f"OBX|{i}|ST|{code}|1.0.0.0.{i}|{value}||||||F|||{when}"
         for i, (code, value) in enumerate(rows, start=1)
     ]
-    segs.append(f"NTE|1||{escape(finding.action)}")
+    segs.append(f"NTE|1||{escape(note)}")
     return "\r".join(segs)
 
 
@@ -122,8 +195,6 @@ class Hl7AlertSink(FindingSink):
 
 def detected_issue(finding: Finding) -> dict[str, Any]:
     """A finding as a FHIR R4 DetectedIssue (validated with the R4B model)."""
-    from fhir.resources.R4B.detectedissue import DetectedIssue
-
     resource: dict[str, Any] = {
         "resourceType": "DetectedIssue",
         "id": finding.finding_id,
@@ -144,12 +215,51 @@ def detected_issue(finding: Finding) -> dict[str, Any]:
     }
     if finding.evidence:
         resource["evidence"] = [{"detail": [{"display": e} for e in finding.evidence]}]
+    _validate_detected_issue(resource, f"finding {finding.finding_id}", finding.patient_id)
+    return resource
+
+
+def detected_issue_withdrawal(withdrawal: Withdrawal) -> dict[str, Any]:
+    """A withdrawal as the finding's DetectedIssue, now ``entered-in-error``.
+
+    Same ``id`` and the finding's identifier first, so a PUT (or a conditional
+    update on the identifier) replaces the DetectedIssue the finding created; the
+    withdrawal's own id is a second identifier, the late events its evidence.
+    """
+    fid = withdrawal.withdraws
+    resource: dict[str, Any] = {
+        "resourceType": "DetectedIssue",
+        "id": fid,
+        "identifier": [
+            {"system": "urn:pumpguard:finding", "value": fid},
+            {"system": "urn:pumpguard:withdrawal", "value": withdrawal.withdrawal_id},
+        ],
+        "status": "entered-in-error",
+        "code": {
+            "coding": [
+                {"system": "urn:pumpguard:finding-code", "code": withdrawal.code},
+                {"system": "urn:pumpguard:rule", "code": withdrawal.rule_id},
+            ],
+            "text": withdrawal.code,
+        },
+        "severity": _FHIR_SEVERITY[withdrawal.severity.value],
+        "patient": {"reference": f"Patient/{withdrawal.patient_id}"},
+        "detail": f"Withdrawn at {rfc3339(withdrawal.ts)}: {withdrawal.reason}",
+    }
+    if withdrawal.evidence:
+        resource["evidence"] = [{"detail": [{"display": e} for e in withdrawal.evidence]}]
+    _validate_detected_issue(resource, f"withdrawal of {fid}", withdrawal.patient_id)
+    return resource
+
+
+def _validate_detected_issue(resource: dict[str, Any], what: str, patient_id: str) -> None:
+    from fhir.resources.R4B.detectedissue import DetectedIssue
+
     try:
         DetectedIssue.model_validate(resource)
     except Exception as exc:  # fhir.resources raises more than ValidationError
-        msg = f"finding {finding.finding_id} is not a valid DetectedIssue: {exc}"
-        raise SinkError(msg, patient_id=finding.patient_id) from exc
-    return resource
+        msg = f"{what} is not a valid DetectedIssue: {exc}"
+        raise SinkError(msg, patient_id=patient_id) from exc
 
 
 class FhirDetectedIssueSink(FindingSink):
