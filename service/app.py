@@ -102,7 +102,8 @@ class Service:
 
     # -- composition -----------------------------------------------------------
     def _build(self) -> None:
-        from .delivery import Deliverer, build_transports
+        from .delivery import Deliverer
+        from .sink_config import build_transports
         from .journal import Journal
         from .metrics import Metrics
 
