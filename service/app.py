@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 from pumpguard.adapters.config import AdapterConfig
-from pumpguard.engine.clock import Clock, LiveClock, ReplayClock
+from pumpguard.engine.clock import Clock, LiveClock, ManualClock
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.snapshot import CODE_VERSION
 from pumpguard.rules import default_pack
@@ -85,7 +85,7 @@ class Service:
     ) -> None:
         self.config = config
         self.clock: Clock = clock or (
-            LiveClock() if config.clock == "wall" else ReplayClock(mode="live")
+            LiveClock() if config.clock == "wall" else ManualClock(0.0, mode="live")
         )
         self.pack = pack or load_pack(
             config.pack or default_pack(), edition=config.edition, site_file=config.site
@@ -103,9 +103,9 @@ class Service:
     # -- composition -----------------------------------------------------------
     def _build(self) -> None:
         from .delivery import Deliverer
-        from .sink_config import build_transports
         from .journal import Journal
         from .metrics import Metrics
+        from .sink_config import build_transports
 
         self.metrics = Metrics()
         self.journal = Journal(self.config.journal, on_commit=self._committed)
@@ -161,6 +161,8 @@ class Service:
                 )
             count += 1
         self.status.recovered_inputs = count
+        if isinstance(self.clock, ManualClock):  # the event clock goes on from the journal's time
+            self.clock.observe(self.core.clock.now())
         if count:
             self.worker.snapshot()
 
