@@ -66,6 +66,7 @@ class ServiceStatus:
     ready: bool = False
     recovered_inputs: int = 0
     recovered_from: int | None = None
+    remapped_messages: int = 0
     recovery_s: float = 0.0
     mllp_port: int | None = None
     http_port: int | None = None
@@ -122,6 +123,9 @@ class Service:
             snapshot_every_inputs=self.config.snapshot_every_inputs,
             snapshot_every_s=self.config.snapshot_every_s,
         )
+        from .ingest import MllpIngest
+
+        self.ingest = MllpIngest(self.journal, self.clock, self.metrics, self.adapter_config)
         self.deliverer = Deliverer(
             self.journal, build_transports(self.config.sinks), self.clock, rng=self.rng
         )
@@ -161,6 +165,7 @@ class Service:
                 )
             count += 1
         self.status.recovered_inputs = count
+        self.status.remapped_messages = self.ingest.recover()
         if isinstance(self.clock, ManualClock):  # the event clock goes on from the journal's time
             self.clock.observe(self.core.clock.now())
         if count:
@@ -169,13 +174,10 @@ class Service:
     async def _listen(self) -> None:
         from pumpguard.adapters.mllp import serve_mllp
 
-        from .ingest import MllpIngest
-
         cfg = self.config
         if cfg.mllp is not None:
-            handler = MllpIngest(self.journal, self.clock, self.metrics, self.adapter_config)
             server = await serve_mllp(
-                handler,
+                self.ingest,
                 cfg.mllp.host,
                 cfg.mllp.port,
                 ssl=server_ssl(cfg.mllp.tls),
@@ -247,6 +249,7 @@ class Service:
         for close in reversed(self._closers):
             await close()
         self._closers.clear()
+        self.ingest.snapshot()  # nothing is in flight once the listeners have closed
         self.worker.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.worker.join)
         await self.deliverer.stop(timeout_s=self.config.drain_timeout_s)

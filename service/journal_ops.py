@@ -209,15 +209,17 @@ def save_snapshot(
     blob: bytes,
     keep: int,
 ) -> tuple[None, list[JournalInput]]:
-    """Store a snapshot and prune all but the newest ``keep``."""
+    """Store a snapshot and prune all but the newest ``keep`` of its kind (pack and code)."""
     conn.execute(
         "INSERT INTO snapshots (position, pack_sha256, code_version, blob, blob_sha256)"
         " VALUES (?, ?, ?, ?, ?)",
         (position, pack_sha256, code_version, blob, hashlib.sha256(blob).hexdigest()),
     )
     conn.execute(
-        "DELETE FROM snapshots WHERE id NOT IN (SELECT id FROM snapshots ORDER BY id DESC LIMIT ?)",
-        (max(1, keep),),
+        "DELETE FROM snapshots WHERE pack_sha256 = ? AND code_version = ? AND id NOT IN"
+        " (SELECT id FROM snapshots WHERE pack_sha256 = ? AND code_version = ?"
+        " ORDER BY id DESC LIMIT ?)",
+        (pack_sha256, code_version, pack_sha256, code_version, max(1, keep)),
     )
     return None, []
 

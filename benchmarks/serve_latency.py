@@ -1,0 +1,219 @@
+"""ACK latency of ``pumpguard serve`` under an open-loop load, against a bare MLLP server.
+
+    python benchmarks/serve_latency.py [--rate 1000] [--seconds 10] [--connections 8]
+
+Open loop: message i of a connection is due at ``i / rate_per_connection``
+seconds; its latency is measured from when it was due, not from when it was
+sent (a slow answer delays the next send, and that wait counts: no
+coordinated omission). The baseline is a bare asyncio MLLP server in its own
+process that answers each frame with a fixed ACK and journals nothing. Then
+the rate is stepped up (``--ramp``) to find the highest sustained rate with
+nothing lost (every message acknowledged ``AA`` and in the journal once) and
+p99 under 50 ms. Event-to-finding latency is read from the journal: the time
+from a message's arrival to the journaling of a finding it raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from pumpguard.adapters.hl7v2 import Hl7Writer, UnsupportedEvent
+from pumpguard.adapters.mllp import MllpClient
+from pumpguard.engine.events import event_adapter
+from pumpguard.simulations.montecarlo import generate_population
+
+BARE_SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    ACK = b"\\x0bMSH|^~\\\\&|BARE|BARE|||20260101000000||ACK|1|P|2.6\\rMSA|AA|1\\r\\x1c\\r"
+    async def conn(r, w):
+        buf = b""
+        try:
+            while True:
+                chunk = await r.read(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\\x1c\\r" in buf:
+                    _, buf = buf.split(b"\\x1c\\r", 1)
+                    w.write(ACK)
+                await w.drain()
+        finally:
+            w.close()
+    async def main():
+        srv = await asyncio.start_server(conn, "127.0.0.1", int(sys.argv[1]))
+        async with srv:
+            await srv.serve_forever()
+    asyncio.run(main())
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def messages(count: int, seed: int = 7) -> list[bytes]:
+    """PCD messages of a drill population (unique control ids), cycled to ``count``."""
+    gen = generate_population(max(4, count // 80), 0.3, seed=seed)
+    writer = Hl7Writer()
+    out: list[bytes] = []
+    for line in gen.lines:
+        try:
+            out.extend(m.encode() for m in writer.render(event_adapter.validate_json(line)))
+        except UnsupportedEvent:
+            continue
+    return out[:count]
+
+
+async def wait_port(port: int, timeout_s: float = 60) -> None:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.02)
+    raise TimeoutError(port)
+
+
+async def load(port: int, msgs: list[bytes], rate: float, connections: int) -> list[float]:
+    """Open-loop send; latencies (s) from each message's due time to its ACK."""
+    per = [msgs[i::connections] for i in range(connections)]
+    interval = connections / rate
+    start = time.perf_counter() + 0.2
+    latencies: list[float] = []
+
+    async def one(batch: list[bytes]) -> None:
+        async with MllpClient("127.0.0.1", port, timeout_s=30) as client:
+            for i, m in enumerate(batch):
+                due = start + i * interval
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await client.send(m)
+                latencies.append(time.perf_counter() - due)
+
+    await asyncio.gather(*(one(b) for b in per))
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] * 1000
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(pct(lat, 0.50), 2),
+        "p99_ms": round(pct(lat, 0.99), 2),
+        "p99.9_ms": round(pct(lat, 0.999), 2),
+        "median_ms": round(statistics.median(lat) * 1000, 2),
+    }
+
+
+def start_serve(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    cfg = workdir / "serve.yaml"
+    cfg.write_text(
+        "journal: journal.sqlite\nclock: events\n"
+        f"mllp: {{host: 127.0.0.1, port: {port}}}\nhttp: null\n"
+        "sinks:\n  - {name: test, type: jsonl, path: sink.jsonl}\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "pumpguard", "serve", "--config", str(cfg)],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def journaled(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+def event_to_finding(path: Path) -> list[float]:
+    """Seconds from a message's arrival to the journaling of each finding it raised."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT o.recorded_at - m.received_at FROM outputs o "
+            "JOIN inputs i ON i.position = o.position JOIN messages m ON m.seq = i.message_seq "
+            "WHERE o.kind = 'finding' AND i.kind = 'events'"
+        ).fetchall()
+    return [float(r[0]) for r in rows]
+
+
+def run_serve(msgs: list[bytes], rate: float, connections: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="pumpguard-lat-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        proc = start_serve(workdir, port)
+        try:
+            asyncio.run(wait_port(port))
+            lat = asyncio.run(load(port, msgs, rate, connections))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        stored = journaled(workdir / "journal.sqlite")
+        e2f = event_to_finding(workdir / "journal.sqlite")
+        return {
+            "rate": rate,
+            **summary(lat),
+            "acked": len(lat),
+            "journaled": stored,
+            "lost": len(msgs) - stored,
+            "event_to_finding_p99_ms": round(pct(e2f, 0.99), 1) if e2f else None,
+        }
+
+
+def run_bare(msgs: list[bytes], rate: float, connections: int) -> dict[str, object]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
+    try:
+        asyncio.run(wait_port(port))
+        lat = asyncio.run(load(port, msgs, rate, connections))
+    finally:
+        proc.kill()
+        proc.wait()
+    return {"rate": rate, **summary(lat), "acked": len(lat)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--ramp", type=float, nargs="*", default=[2000, 3000, 4000, 6000])
+    args = ap.parse_args()
+    msgs = messages(int(args.rate * args.seconds))
+    print("bare asyncio MLLP server (no journal):", json.dumps(run_bare(msgs, args.rate, args.connections)))
+    print("pumpguard serve:                      ", json.dumps(run_serve(msgs, args.rate, args.connections)))
+    best = args.rate
+    for rate in args.ramp:
+        ramp_msgs = messages(int(rate * 5))
+        r = run_serve(ramp_msgs, rate, args.connections)
+        print(f"ramp {rate:>6.0f}/s:", json.dumps(r))
+        if r["lost"] or float(str(r["p99_ms"])) > 50:
+            break
+        best = rate
+    print(f"highest sustained rate with nothing lost and p99 <= 50 ms: {best:.0f} messages/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

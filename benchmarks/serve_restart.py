@@ -1,0 +1,116 @@
+"""Restart-to-ready of ``pumpguard serve`` with a large journal, with and without a snapshot.
+
+    python benchmarks/serve_restart.py [--events 1000000]
+
+A journal is filled with a drill population's canonical events (as the HTTP
+listener would journal them, 100 a message), then the service is started on
+it twice: first with no snapshot (recovery replays the whole journal through
+the engine), then again after a clean stop left a snapshot (recovery loads it
+and replays nothing). Ready means listeners up and accepting. The baseline
+in the same run is the time to read every journaled event back (the floor of
+any recovery that replays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pumpguard.engine.events import event_adapter
+from pumpguard.service.app import Service
+from pumpguard.service.config import ServeConfig
+from pumpguard.service.journal import Inbound, Journal
+from pumpguard.simulations.montecarlo import generate_population
+
+
+def fill(path: Path, events: int, seed: int) -> int:
+    patients = max(2, events // 330)
+    gen = generate_population(patients, 0.3, seed=seed)
+    lines = gen.lines[:events]
+    journal = Journal(path)
+    batch: list[str] = []
+    count = 0
+    for line in lines:
+        batch.append(line)
+        if len(batch) == 100:
+            count += _append(journal, batch)
+            batch = []
+    if batch:
+        count += _append(journal, batch)
+    journal.close()
+    return count
+
+
+def _append(journal: Journal, lines: list[str]) -> int:
+    events = tuple(event_adapter.validate_json(line) for line in lines)
+    journal.append_wait(
+        Inbound(
+            channel="file",
+            peer="benchmark",
+            raw="\n".join(lines).encode(),
+            received_at=events[-1].ts.timestamp(),
+            dedupe_key=None,
+            events=events,
+            outcome="accepted",
+            reason=None,
+        )
+    )
+    return len(events)
+
+
+async def start_once(config: ServeConfig) -> tuple[float, int, int | None]:
+    service = Service(config)
+    t0 = time.perf_counter()
+    await service.start()
+    ready = time.perf_counter() - t0
+    status = service.status
+    await service.stop()
+    return ready, status.recovered_inputs, status.recovered_from
+
+
+def read_back(path: Path) -> float:
+    journal = Journal(path)
+    t0 = time.perf_counter()
+    n = sum(len(i.events) for i in journal.inputs_after(0))
+    took = time.perf_counter() - t0
+    journal.close()
+    assert n > 0
+    return took
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=11)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pumpguard-restart-") as tmp:
+        path = Path(tmp) / "journal.sqlite"
+        t0 = time.perf_counter()
+        n = fill(path, args.events, args.seed)
+        print(f"journal: {n} events in {time.perf_counter() - t0:.1f} s")
+        floor = read_back(path)
+        print(f"baseline: reading every journaled event back: {floor:.2f} s")
+        config = ServeConfig(
+            journal=path,
+            clock="events",
+            mllp={"port": 0},  # type: ignore[arg-type]
+            http=None,
+            sinks=({"name": "null", "type": "jsonl", "path": Path(tmp) / "f.jsonl"},),  # type: ignore[arg-type]
+        )
+        cold = asyncio.run(start_once(config))
+        print("no snapshot:   " + json.dumps({"ready_s": round(cold[0], 3), "replayed_inputs": cold[1]}))
+        warm = asyncio.run(start_once(config))
+        print(
+            "with snapshot: "
+            + json.dumps({"ready_s": round(warm[0], 3), "replayed_inputs": warm[1], "snapshot_at": warm[2]})
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
