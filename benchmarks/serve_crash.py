@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,12 +116,13 @@ class Server:
         self.starts = 0
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pumpguard", "serve", "--config", str(self.config)],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / f"serve-{self.starts}.log", "wb"),  # noqa: SIM115
-        )
+        with open(self.workdir / f"serve-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pumpguard", "serve", "--config", str(self.config)],
+                cwd=self.workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         self.starts += 1
 
     def kill(self) -> None:
@@ -133,7 +133,12 @@ class Server:
     def terminate(self) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=120)
+        try:
+            return self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return -9
 
     async def ready(self, timeout_s: float = 60.0) -> float:
         """Seconds until the MLLP port accepts."""
@@ -159,7 +164,7 @@ async def send_feed(feed: Feed, server: Server, up: asyncio.Event, progress: lis
                 client = MllpClient("127.0.0.1", server.port, timeout_s=30)
                 await client.connect()
             reply = await client.send(feed.messages[i])
-        except (MllpError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, MllpError, OSError):
             feed.resent += 1
             if client is not None:
                 await client.close()
@@ -226,7 +231,9 @@ def sink_findings(path: Path) -> tuple[dict[str, dict[str, object]], set[str], i
     return {k: v for k, v in found.items() if k not in withdrawn}, withdrawn, repeats
 
 
-def replay_findings(workdir: Path, messages: list[tuple[str, bytes]]) -> dict[str, dict[str, object]]:
+def replay_findings(
+    workdir: Path, messages: list[tuple[str, bytes]]
+) -> dict[str, dict[str, object]]:
     hl7 = workdir / "all.hl7"
     hl7.write_bytes(b"".join(b"\x0b" + m + b"\x1c\r" for _, m in messages))
     out = workdir / "replay.jsonl"

@@ -201,8 +201,14 @@ def main() -> int:
     ap.add_argument("--ramp", type=float, nargs="*", default=[2000, 3000, 4000, 6000])
     args = ap.parse_args()
     msgs = messages(int(args.rate * args.seconds))
-    print("bare asyncio MLLP server (no journal):", json.dumps(run_bare(msgs, args.rate, args.connections)))
-    print("pumpguard serve:                      ", json.dumps(run_serve(msgs, args.rate, args.connections)))
+    print(
+        "bare asyncio MLLP server (no journal):",
+        json.dumps(run_bare(msgs, args.rate, args.connections)),
+    )
+    print(
+        "pumpguard serve:                      ",
+        json.dumps(run_serve(msgs, args.rate, args.connections)),
+    )
     best = args.rate
     for rate in args.ramp:
         ramp_msgs = messages(int(rate * 5))

@@ -103,11 +103,16 @@ def main() -> int:
             sinks=({"name": "null", "type": "jsonl", "path": Path(tmp) / "f.jsonl"},),  # type: ignore[arg-type]
         )
         cold = asyncio.run(start_once(config))
-        print("no snapshot:   " + json.dumps({"ready_s": round(cold[0], 3), "replayed_inputs": cold[1]}))
+        print(
+            "no snapshot:   "
+            + json.dumps({"ready_s": round(cold[0], 3), "replayed_inputs": cold[1]})
+        )
         warm = asyncio.run(start_once(config))
         print(
             "with snapshot: "
-            + json.dumps({"ready_s": round(warm[0], 3), "replayed_inputs": warm[1], "snapshot_at": warm[2]})
+            + json.dumps(
+                {"ready_s": round(warm[0], 3), "replayed_inputs": warm[1], "snapshot_at": warm[2]}
+            )
         )
     return 0
 

@@ -50,6 +50,11 @@ class _Stop:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    """Look at the clock now (it was moved, or a deadline may have come due)."""
+
+
 class EngineWorker(threading.Thread):
     """Drives a :class:`LiveCore` from a queue fed by the journal's commits."""
 
@@ -79,7 +84,7 @@ class EngineWorker(threading.Thread):
         self.snapshot_every_s = snapshot_every_s
         self._mono = monotonic
         self.lock = threading.Lock()
-        self.inbox: queue.Queue[LiveInput | _Stop] = queue.Queue()
+        self.inbox: queue.Queue[LiveInput | _Stop | _Wake] = queue.Queue()
         self._tick_pending = False
         self._since_snapshot = 0
         self._snapshot_at = monotonic()
@@ -92,6 +97,10 @@ class EngineWorker(threading.Thread):
         for inp in inputs:
             self.inbox.put(inp)
 
+    def wake(self) -> None:
+        """Re-read the clock at once (an injected clock was moved; tests, a clock step)."""
+        self.inbox.put(_Wake())
+
     def stop(self) -> None:
         """Finish what is queued, snapshot, and end."""
         self.inbox.put(_Stop())
@@ -103,14 +112,14 @@ class EngineWorker(threading.Thread):
                 item = self._next()
                 if isinstance(item, _Stop):
                     break
-                if item is not None:
+                if item is not None and not isinstance(item, _Wake):
                     self.process(item)
             self.snapshot()
         except BaseException as exc:  # the service reports it on /healthz; nothing is lost
             self.failed = exc
             log.critical("engine thread stopped", error=repr(exc))
 
-    def _next(self) -> LiveInput | _Stop | None:
+    def _next(self) -> LiveInput | _Stop | _Wake | None:
         wait = MAX_WAIT_S
         with self.lock:
             due = self.core.next_due()
