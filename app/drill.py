@@ -70,6 +70,12 @@ def add_parser(sub: Any) -> None:
         help="Monte Carlo: a pack site file whose parameters the population follows "
         "(scenarios name their own)",
     )
+    dp.add_argument(
+        "--live",
+        action="store_true",
+        help="Monte Carlo: feed the live core in arrival order (documentation up to 2 h late, "
+        "pump bursts after outages) and count findings raised then withdrawn",
+    )
     dp.add_argument("--out", type=Path, help="write the generated stream here")
     dp.add_argument(
         "--format",
@@ -165,6 +171,12 @@ def _montecarlo(args: argparse.Namespace) -> int:
     except RulePackError as exc:
         sys.stderr.write(f"pumpguard drill: {exc}\n")
         return EXIT_USAGE
+    if args.live:
+        from pumpguard.drill_live import live_drill
+
+        figures = live_drill(pack, args.patients, args.error_rate, seed, args.edition)
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return EXIT_OK if figures["converged"] else 1
     t0 = time.perf_counter()
     gen = generate_population(args.patients, args.error_rate, seed, protocol=protocol)
     gen_s = time.perf_counter() - t0
