@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import structlog
-from pumpguard import __version__, drill, pipeline
+from pumpguard import __version__, drill, partition, pipeline
 from pumpguard.engine.errors import InputError, RulePackError, SinkError
 from pumpguard.engine.findings import Finding, Severity
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.logs import configure_logging
 from pumpguard.pipeline import bundled_demo_course
+from pumpguard.progress import for_terminal
 from pumpguard.rules import default_pack
 
 __all__ = ["build_parser", "bundled_demo_course", "main"]
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="jsonl",
         help="findings as JSONL (default), structlog lines, HL7 ORU^R40 or FHIR DetectedIssue",
     )
+    partition.add_arguments(rp)
 
     ep = sub.add_parser("explain", help="why each finding fired, and the near misses")
     ep.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
@@ -206,9 +208,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     paths = pipeline.check_inputs(args.inputs)
     pipeline.check_outputs(paths, {"--out": args.out, "--rejects": rejects_path})
     config = pipeline.load_config(args.config)
+    scale = partition.scale_from_args(args)
     pack = _load_pack(args)
     with contextlib.ExitStack() as stack:
         inputs = stack.enter_context(pipeline.materialised(paths))
+        progress = stack.enter_context(for_terminal(args.quiet))
         out_file = pipeline.open_output(stack, args.out, "findings")
         rejects_file = pipeline.open_output(stack, rejects_path, "rejects")
         result = pipeline.audit(
@@ -220,6 +224,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             config=config,
             sink_kind=args.sink,
             labels=[i.label for i in inputs],
+            scale=scale,
+            progress=progress,
         )
     s, report = result.stats, result.rejects
     log.info(
@@ -234,12 +240,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         findings=len(result.findings),
         patients=s.patients,
         engine_errors=result.engine_errors,
+        spool_bytes=s.spool_bytes,
         rule_pack=f"{pack.ref.name} {pack.ref.version} ({pack.edition})",
         findings_file=str(args.out) if args.out else "stdout",
         rejects_file=str(rejects_path)
         if rejects_path and report.errors + report.warnings
         else None,
     )
+    partition.log_resources(log, scale, result.peak_rss_mb)
     return _exit_status(result, args.fail_on)
 
 
