@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", type=Path, help="canonical JSONL (default: standard output)")
     cp.add_argument("--rejects", type=Path, help="rejects file (default: beside --out)")
     cp.add_argument("--config", type=Path, help="adapter configuration (YAML)")
+    cp.add_argument("--quiet", action="store_true", help="no progress display")
 
     rules = sub.add_parser("rules", help="rule pack tools")
     rsub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
@@ -384,6 +385,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         out_file = pipeline.open_output(stack, args.out, "canonical events")
         rej_file = pipeline.open_output(stack, rejects_path, "rejects")
         rej = _StderrTee(rej_file.stream if rej_file else None)
+        shown = stack.enter_context(for_terminal(args.quiet))
         written, failed = convert(
             [i.path for i in inputs],
             out_file.stream if out_file else sys.stdout,
@@ -391,6 +393,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             cfg,
             labels=[i.label for i in inputs],
             summary=summary,
+            progress=(lambda n: shown.count("convert", n)) if shown.enabled else None,
         )
     log.info(
         "convert.done",
