@@ -14,11 +14,13 @@ engine once and resets it between partitions.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
 import queue
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -93,26 +95,43 @@ def replay(
     """Both passes over ``events`` (event, input label, position); spool files always removed."""
     directory = Path(tempfile.mkdtemp(prefix="pumpguard-replay-", dir=scale.tmp))
     try:
-        with SpoolSet(directory, scale.partitions) as spools:
+        with _terminate_as_exit(), SpoolSet(directory, scale.partitions) as spools:
             for event, label, position in events:
                 spools.add(event, label, position)
                 if not spools.events_read % 5000:
                     progress.read(spools.events_read, len(spools.patients))
             progress.read(spools.events_read, len(spools.patients), done=True)
             verdicts = spools.finish()
-        end = until if until is not None else spools.max_ts
-        stats = ReplayStats(
-            events_read=spools.events_read,
-            duplicates=verdicts.duplicates,
-            end=end,
-            spool_bytes=spools.spool_bytes,
-        )
-        tasks = _tasks(spools, verdicts, pack, until, end)
-        progress.start(len(tasks), sum(t.events for t in tasks) - verdicts.duplicates)
-        results = list(_run(tasks, scale, progress))
+            end = until if until is not None else spools.max_ts
+            stats = ReplayStats(
+                events_read=spools.events_read,
+                duplicates=verdicts.duplicates,
+                end=end,
+                spool_bytes=spools.spool_bytes,
+            )
+            tasks = _tasks(spools, verdicts, pack, until, end)
+            progress.start(len(tasks), sum(t.events for t in tasks) - verdicts.duplicates)
+            results = list(_run(tasks, scale, progress))
         return _merge(results, stats, on_reject)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM ends the run through ``finally`` (spool files removed), not on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _tasks(

@@ -68,25 +68,16 @@ class RichProgress(Progress):
 
     def __init__(self, stream: IO[str]) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as Bars
 
         self._bars = Bars(
-            TextColumn("{task.description:<18}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
+            TextColumn("{task.description:<16}"),
+            BarColumn(bar_width=16),
+            TextColumn("{task.completed:>11,.0f}"),
+            TextColumn("{task.fields[rate]:>9}"),
             TextColumn("left"),
-            TimeRemainingColumn(),
+            TimeRemainingColumn(compact=True),
             TextColumn("{task.fields[info]}"),
             console=Console(file=stream, stderr=True),
             transient=False,
@@ -143,7 +134,7 @@ class RichProgress(Progress):
         seen[str(partition)] = done
         parts = len(seen)
         self._update(
-            f"worker {who}"[:40],
+            f"worker {who}"[:32],
             sum(seen.values()),
             info=f"partition {partition} ({phase}), {parts} partitions",
         )

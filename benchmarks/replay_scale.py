@@ -79,6 +79,28 @@ def generate(path: Path, events: int) -> int:
     return written
 
 
+def replicate(source: Path, path: Path, copies: int) -> int:
+    """``copies`` copies of a drill stream, each under its own patient and event ids.
+
+    A 10,000,000-event stream straight from the drills takes about an hour to
+    generate here; copies of a 1,000,000-event population (patients ``R2-...``,
+    ``R3-...``) are as many independent patients, in minutes.
+    """
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        for copy in range(1, copies + 1):
+            with source.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if copy > 1:
+                        ev = json.loads(line)
+                        ev["patient_id"] = f"R{copy}-{ev['patient_id']}"
+                        ev["event_id"] = f"R{copy}-{ev['event_id']}"
+                        line = json.dumps(ev, separators=(",", ":")) + "\n"
+                    out.write(line)
+                    written += 1
+    return written
+
+
 def measure(mode: str, stream: Path, out: Path, partitions: int) -> dict[str, object]:
     """One replay in a fresh process: wall time, counts, peak memory, findings digest."""
     args = [*PUMPGUARD, "--log-json", "replay", str(stream), "--out", str(out), "--quiet"]
@@ -110,13 +132,26 @@ def main() -> None:
     ap.add_argument("--modes", default="single,pool,dask")
     ap.add_argument("--partitions", type=int, default=64)
     ap.add_argument("--keep", type=Path, help="generated stream: reused if present, else written")
+    ap.add_argument(
+        "--replicate",
+        type=int,
+        default=1,
+        metavar="K",
+        help="generate --events/K by the drills and write K copies under new ids",
+    )
     args = ap.parse_args()
     modes = args.modes.split(",")
     with tempfile.TemporaryDirectory(prefix="pumpguard-scale-") as tmp:
         stream = args.keep or Path(tmp) / "population.jsonl"
         if not stream.exists():
             t = time.perf_counter()
-            n = generate(stream, args.events)
+            if args.replicate > 1:
+                base = Path(tmp) / "base.jsonl"
+                generate(base, args.events // args.replicate)
+                n = replicate(base, stream, args.replicate)
+                base.unlink()
+            else:
+                n = generate(stream, args.events)
             print(f"generated {n:,} events in {time.perf_counter() - t:.0f} s to {stream}")
         size = stream.stat().st_size / 1e6
         print(f"stream {stream} ({size:,.0f} MB), {args.partitions} partitions, 2 workers")
