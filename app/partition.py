@@ -15,16 +15,11 @@ engine once and resets it between partitions.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import logging
-import multiprocessing
-import queue
 import shutil
 import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,23 +33,29 @@ from pumpguard.engine.partition import (
     SpoolSet,
     Verdicts,
     peak_rss_mb,
-    run_partition,
 )
 from pumpguard.engine.rejects import Reject
 from pumpguard.engine.replay import ReplayStats
 from pumpguard.pipeline import UsageError
 from pumpguard.progress import NULL_PROGRESS, Progress
+from pumpguard.runners import DaskUnavailable, make_runner
 
-__all__ = ["DEFAULT_PARTITIONS", "DaskUnavailable", "Outcome", "Scale", "replay"]
+__all__ = [
+    "DEFAULT_PARTITIONS",
+    "MAX_PARTITIONS",
+    "DaskUnavailable",
+    "Outcome",
+    "Scale",
+    "add_arguments",
+    "log_resources",
+    "replay",
+    "scale_from_args",
+]
 
 DEFAULT_PARTITIONS = 64
 """Enough that the largest partition is a small share of a health system's input."""
 MAX_PARTITIONS = 4096
 """Each partition is an open spool file during pass 1."""
-
-
-class DaskUnavailable(UsageError):
-    """``--dask`` was asked for but the ``dask`` extra is not installed (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,11 @@ def replay(
     progress: Progress = NULL_PROGRESS,
 ) -> Outcome:
     """Both passes over ``events`` (event, input label, position); spool files always removed."""
+    runner = make_runner(scale, progress)
     directory = Path(tempfile.mkdtemp(prefix="pumpguard-replay-", dir=scale.tmp))
     try:
         with _terminate_as_exit(), SpoolSet(directory, scale.partitions) as spools:
+            runner.start(pack)  # workers start and build their engines while pass 1 reads
             for event, label, position in events:
                 spools.add(event, label, position)
                 if not spools.events_read % 5000:
@@ -111,9 +114,10 @@ def replay(
             )
             tasks = _tasks(spools, verdicts, pack, until, end)
             progress.start(len(tasks), sum(t.events for t in tasks) - verdicts.duplicates)
-            results = list(_run(tasks, scale, progress))
+            results = list(runner.run(tasks))
         return _merge(results, stats, on_reject)
     finally:
+        runner.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -175,120 +179,6 @@ def _merge(
         engine_errors=sum(r.engine_errors for r in results),
         peak_rss_mb=rss,
     )
-
-
-# -- runners ---------------------------------------------------------------------------
-
-
-def _run(tasks: list[PartitionTask], scale: Scale, progress: Progress) -> Iterator[PartitionResult]:
-    if scale.dask is not None:
-        yield from _run_dask(tasks, scale.dask, progress)
-    elif scale.workers <= 1 or len(tasks) <= 1:
-        yield from _run_here(tasks, progress)
-    else:
-        yield from _run_pool(tasks, scale.workers, progress)
-
-
-class _Direct:
-    """A worker's progress reports, handed straight to the display (same process)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-
-    def put(self, item: tuple[str, int, str, int, int]) -> None:
-        self.progress.worker(*item)
-
-
-def _run_here(tasks: list[PartitionTask], progress: Progress) -> Iterator[PartitionResult]:
-    report = _Direct(progress) if progress.enabled else None
-    for task in tasks:
-        yield run_partition(_with_report(task, report), worker="main")
-
-
-def _with_report(task: PartitionTask, report: Any) -> PartitionTask:
-    if report is None:
-        return task
-    from dataclasses import replace
-
-    return replace(task, report=report)
-
-
-def _run_pool(
-    tasks: list[PartitionTask], workers: int, progress: Progress
-) -> Iterator[PartitionResult]:
-    """A spawn-started pool: workers import pumpguard afresh and hold no parent state."""
-    context = multiprocessing.get_context("spawn")
-    manager = context.Manager() if progress.enabled else None
-    reports: Any = manager.Queue() if manager is not None else None
-    stop = threading.Event()
-    drain = threading.Thread(target=_drain, args=(reports, progress, stop), daemon=True)
-    try:
-        if reports is not None:
-            drain.start()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(run_partition, _with_report(t, reports)) for t in tasks]
-            for future in as_completed(futures):
-                yield future.result()
-    finally:
-        stop.set()
-        if drain.is_alive():
-            drain.join(timeout=5)
-        if manager is not None:
-            manager.shutdown()
-
-
-def _drain(reports: Any, progress: Progress, stop: threading.Event) -> None:
-    """Hand the workers' progress reports to the display until the pool is done."""
-    if reports is None:
-        return
-    while not stop.is_set():
-        try:
-            item = reports.get(timeout=0.2)
-        except (queue.Empty, EOFError, OSError):
-            continue
-        progress.worker(*item)
-
-
-def _run_dask(
-    tasks: list[PartitionTask], address: str, progress: Progress
-) -> Iterator[PartitionResult]:
-    """``local`` / ``local:N`` starts a LocalCluster here; anything else names a scheduler."""
-    try:
-        dist: Any = importlib.import_module("distributed")  # the optional extra, untyped
-    except ImportError as exc:
-        msg = "--dask needs the dask extra: pip install 'pumpguard[dask]'"
-        raise DaskUnavailable(msg) from exc
-    cluster = None
-    if address == "local" or address.startswith("local:"):
-        n = int(address.partition(":")[2] or 2)
-        cluster = dist.LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        client = dist.Client(cluster)
-    else:
-        client = dist.Client(address)
-    try:
-        futures = [client.submit(_dask_partition, t, pure=False) for t in tasks]
-        for future in dist.as_completed(futures):
-            result: PartitionResult = future.result()
-            progress.worker(
-                result.worker, result.index, "done", result.stats.evaluated, result.stats.findings
-            )
-            yield result
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _dask_partition(task: PartitionTask) -> PartitionResult:
-    """The Dask task: one partition, named by the worker that ran it."""
-    dist: Any = importlib.import_module("distributed")
-    return run_partition(task, worker=dist.get_worker().address)
 
 
 # -- command line --------------------------------------------------------------------

@@ -54,6 +54,7 @@ __all__ = [
     "partition_of",
     "peak_rss_mb",
     "run_partition",
+    "warm",
 ]
 
 ID_BUCKETS = 64
@@ -251,6 +252,12 @@ def _engine_for(pack: CompiledPack) -> Engine:
     else:
         engine.reset()
     return engine
+
+
+def warm(pack: CompiledPack) -> int:
+    """Build this process's engine for ``pack`` ahead of its first partition; the pid."""
+    _engine_for(pack)
+    return os.getpid()
 
 
 def _scan(fh: IO[bytes], dropped: set[int]) -> SpoolIndex:
