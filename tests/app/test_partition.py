@@ -152,3 +152,18 @@ def test_bad_scale_flags_exit_2(flags, capsys):
         code = exc.code
     assert code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_the_spool_sort_and_time_ordered_give_one_order():
+    import random
+
+    from pumpguard.engine.ordering import instant_us, same_second_rank
+    from pumpguard.engine.replay import SpoolIndex, time_ordered
+
+    lines = generate_population(3, 0.5, 11).lines[:400]
+    events = [event_adapter.validate_json(x) for x in lines]
+    random.Random(3).shuffle(events)
+    index = SpoolIndex()
+    for i, e in enumerate(events):
+        index.add(instant_us(e.ts), e.patient_id, same_second_rank(e.type), i)
+    assert [events[i] for i in index.offsets_in_order()] == time_ordered(events)
