@@ -160,7 +160,11 @@ def main() -> None:
             for mode in modes:
                 r = measure(mode, stream, Path(tmp) / f"findings-{mode}.jsonl", args.partitions)
                 runs[mode].append(r)
-                print(f"  run {i + 1} {mode:6} {r['s']:8.1f} s  digest {r['digest']}", flush=True)
+                print(
+                    f"  run {i + 1} {mode:6} {r['s']:8.1f} s  parent {r['parent_mb']:.0f} MB  "
+                    f"workers {r['worker_mb']} MB  digest {r['digest']}",
+                    flush=True,
+                )
     report(runs)
 
 
