@@ -152,7 +152,7 @@ class DaskRunner(Runner):
                     n_workers=int(self.address.partition(":")[2] or 2),
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",  # no fixed port: another cluster may hold 8787
                     silence_logs=logging.ERROR,
                 )
                 self._client = dist.Client(self._cluster)

@@ -77,8 +77,19 @@ def partition_of(patient_id: str, partitions: int) -> int:
 
 def finding_key(finding: Finding, order: int) -> FindingKey:
     """Where a finding goes in the file: by time, then patient, then raise order."""
-    text = finding.model_dump(mode="json", include={"ts"})["ts"]
-    return (instant_us(datetime.fromisoformat(text)), finding.patient_id, order)
+    return (instant_us(_finding_time(finding)), finding.patient_id, order)
+
+
+def _finding_time(finding: Finding) -> datetime:
+    """The finding's instant, whether ``ts`` is an aware datetime or RFC 3339 text.
+
+    Text from years before 1000 may carry an unpadded year (``500-01-01T...``).
+    """
+    value: object = finding.ts
+    if isinstance(value, datetime):
+        return value
+    year, rest = str(value).split("-", 1)
+    return datetime.fromisoformat(f"{int(year):04d}-{rest}")
 
 
 def peak_rss_mb() -> float:
