@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,6 +23,7 @@ def convert(
     *,
     labels: Sequence[str] | None = None,
     summary: list[dict[str, Any]] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Write every event as one JSONL line and every reject as one JSON line.
 
@@ -31,7 +32,8 @@ def convert(
     are opened before anything is written, so an input whose format cannot be
     told raises ParseError with nothing half-converted; a source that fails
     while being read costs the rest of that source only (a reject says where).
-    ``summary``, when given, receives each input's tally.
+    ``summary``, when given, receives each input's tally; ``progress`` is told
+    the events written so far every few thousand (a progress display).
     """
     names = labels or [str(p) for p in paths]
     sources = [
@@ -49,6 +51,8 @@ def convert(
             else:
                 out.write(canonical_json(record) + "\n")
                 written += 1
+                if progress is not None and not written % 5000:
+                    progress(written)
         if summary is not None:
             tally = getattr(source, "tally", None)
             entry: dict[str, Any] = {"file": name, "format": source.name}
@@ -56,6 +60,8 @@ def convert(
             if stopped is not None:
                 entry["stopped_at"] = stopped
             summary.append(entry)
+    if progress is not None:
+        progress(written)
     return written, failed
 
 

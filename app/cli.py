@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import structlog
-from pumpguard import __version__, cmd_journal, cmd_send, cmd_serve, drill, pipeline
+from pumpguard import __version__, cmd_journal, cmd_send, cmd_serve, drill, partition, pipeline
 from pumpguard.engine.errors import InputError, RulePackError, SinkError
 from pumpguard.engine.findings import Finding, Severity, rfc3339
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.logs import configure_logging
 from pumpguard.pipeline import bundled_demo_course
+from pumpguard.progress import for_terminal
 from pumpguard.rules import default_pack
 
 __all__ = ["build_parser", "bundled_demo_course", "main"]
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="jsonl",
         help="findings as JSONL (default), structlog lines, HL7 ORU^R40 or FHIR DetectedIssue",
     )
+    partition.add_arguments(rp)
 
     ep = sub.add_parser("explain", help="why each finding fired, and the near misses")
     ep.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", type=Path, help="canonical JSONL (default: standard output)")
     cp.add_argument("--rejects", type=Path, help="rejects file (default: beside --out)")
     cp.add_argument("--config", type=Path, help="adapter configuration (YAML)")
+    cp.add_argument("--quiet", action="store_true", help="no progress display")
 
     rules = sub.add_parser("rules", help="rule pack tools")
     rsub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
@@ -215,9 +218,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     paths = pipeline.check_inputs(args.inputs)
     pipeline.check_outputs(paths, {"--out": args.out, "--rejects": rejects_path})
     config = pipeline.load_config(args.config)
+    scale = partition.scale_from_args(args)
     pack = _load_pack(args)
     with contextlib.ExitStack() as stack:
         inputs = stack.enter_context(pipeline.materialised(paths))
+        progress = stack.enter_context(for_terminal(args.quiet))
         out_file = pipeline.open_output(stack, args.out, "findings")
         rejects_file = pipeline.open_output(stack, rejects_path, "rejects")
         result = pipeline.audit(
@@ -229,6 +234,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             config=config,
             sink_kind=args.sink,
             labels=[i.label for i in inputs],
+            scale=scale,
+            progress=progress,
         )
     s, report = result.stats, result.rejects
     log.info(
@@ -243,12 +250,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         findings=len(result.findings),
         patients=s.patients,
         engine_errors=result.engine_errors,
+        spool_bytes=s.spool_bytes,
         rule_pack=f"{pack.ref.name} {pack.ref.version} ({pack.edition})",
         findings_file=str(args.out) if args.out else "stdout",
         rejects_file=str(rejects_path)
         if rejects_path and report.errors + report.warnings
         else None,
     )
+    partition.log_resources(log, scale, result.peak_rss_mb)
     return _exit_status(result, args.fail_on)
 
 
@@ -385,6 +394,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         out_file = pipeline.open_output(stack, args.out, "canonical events")
         rej_file = pipeline.open_output(stack, rejects_path, "rejects")
         rej = _StderrTee(rej_file.stream if rej_file else None)
+        shown = stack.enter_context(for_terminal(args.quiet))
         written, failed = convert(
             [i.path for i in inputs],
             out_file.stream if out_file else sys.stdout,
@@ -392,6 +402,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             cfg,
             labels=[i.label for i in inputs],
             summary=summary,
+            progress=(lambda n: shown.count("convert", n)) if shown.enabled else None,
         )
     log.info(
         "convert.done",

@@ -13,12 +13,14 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pumpguard.engine.errors import RulePackError
 from pumpguard.engine.findings import rfc3339
 from pumpguard.engine.pack import CompiledPack
+from pumpguard.progress import Progress, for_terminal
 from pumpguard.simulations.generator import Generated, generate
 from pumpguard.simulations.montecarlo import generate_population
 from pumpguard.simulations.protocol import Protocol, load_protocol
@@ -95,6 +97,7 @@ def add_parser(sub: Any) -> None:
         "--generate-only", action="store_true", help="write --out (required), do not evaluate"
     )
     dp.add_argument("--pack", type=Path, help="rule pack folder (default: Blincyto)")
+    dp.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,18 +180,23 @@ def _montecarlo(args: argparse.Namespace) -> int:
         figures = live_drill(pack, args.patients, args.error_rate, seed, args.edition)
         sys.stdout.write(json.dumps(figures) + "\n")
         return EXIT_OK if figures["converged"] else 1
+    shown = for_terminal(args.quiet)
+    shown.count("generate patients", 0, args.patients)
     t0 = time.perf_counter()
     gen = generate_population(args.patients, args.error_rate, seed, protocol=protocol)
     gen_s = time.perf_counter() - t0
+    shown.count("generate patients", gen.patients, args.patients)
     if args.out is not None:
         _write_stream(args.out, gen.lines, args.format)
     if args.generate_only:
+        shown.close()
         sys.stderr.write(
             f"pumpguard drill: {len(gen.lines)} events for {gen.patients} patients in "
             f"{gen_s:.2f} s ({len(gen.lines) / max(gen_s, 1e-9):,.0f} events/s)\n"
         )
         return EXIT_OK
-    result = run_engine(gen.lines, pack)
+    result = run_engine(_counted(gen.lines, shown), pack)
+    shown.close()
     sc = score(gen, result.findings, raisable_codes(pack))
     rep = _report(f"montecarlo seed={seed}", gen, sc, gen_s, result.seconds, result.events)
     rep["error_rate"] = args.error_rate
@@ -210,6 +218,18 @@ def _montecarlo(args: argparse.Namespace) -> int:
     if result.engine_errors:
         return EXIT_ENGINE
     return EXIT_MISSED if sc.missed else EXIT_OK
+
+
+def _counted(lines: list[str], shown: Progress) -> Iterator[str]:
+    """The stream's lines, counted on the progress display as the engine takes them."""
+    if not shown.enabled:
+        yield from lines
+        return
+    for n, line in enumerate(lines, 1):
+        if not n % 5000:
+            shown.count("read events", n, len(lines))
+        yield line
+    shown.count("read events", len(lines), len(lines))
 
 
 # -- reports -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -24,10 +24,12 @@ from pumpguard.engine.errors import InputError
 from pumpguard.engine.findings import Finding, rfc3339
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.replay import Replay, ReplayStats
+from pumpguard.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
     from pumpguard.adapters.config import AdapterConfig
     from pumpguard.adapters.sinks import AtomicTextFile
+    from pumpguard.partition import Scale
 
 __all__ = [
     "RULE_TESTS_MANIFEST",
@@ -201,9 +203,13 @@ class RejectReport:
         self.errors = 0
         self.warnings = 0
         self.inputs: list[dict[str, Any]] = []
+        self.listener: Callable[[], None] | None = None
+        """Told of each reject (a progress display counting records read)."""
 
     def add(self, reject: Reject) -> None:
         """Report one reject (the same record the source or the replay made)."""
+        if self.listener is not None:
+            self.listener()
         if reject.level == "error":
             self.errors += 1
         else:
@@ -256,12 +262,16 @@ class AuditResult:
     findings: list[Finding]
     rejects: RejectReport
     stats: ReplayStats
-    engine: Engine = field(repr=False)
+    engine: Engine | None = field(default=None, repr=False)
+    """The one engine of an in-memory run (explain); a partitioned run has one per worker."""
+    engine_error_count: int = 0
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    """Peak resident memory of this process (``parent``) and of each worker, in MB."""
 
     @property
     def engine_errors(self) -> int:
         """Rules that could not be evaluated (each also raised an alert finding)."""
-        return len(self.engine.errors)
+        return self.engine_error_count
 
 
 def _sink(kind: str, out: IO[str]) -> Any:
@@ -283,10 +293,55 @@ def audit(
     explain: bool = False,
     sink_kind: str = "jsonl",
     labels: Sequence[str] | None = None,
+    scale: Scale | None = None,
+    progress: Progress = NULL_PROGRESS,
 ) -> AuditResult:
-    """Replay ``inputs`` through ``pack``: findings to a ``sink_kind`` sink on ``out``."""
+    """Replay ``inputs`` through ``pack``: findings to a ``sink_kind`` sink on ``out``.
+
+    The replay is partitioned by patient (:mod:`pumpguard.partition`) and runs
+    where ``scale`` says (default: this process); ``explain`` needs the one
+    engine's memory of why, so it replays in memory on one engine instead.
+    """
     sources = open_sources(inputs, config, labels)
-    engine = Engine(pack, explain=explain)
+    if explain:
+        return _audit_in_memory(sources, pack, out, rejects, until, sink_kind)
+    from pumpguard.partition import Scale as _Scale
+    from pumpguard.partition import replay
+
+    if progress.enabled:
+        rejects.listener = progress.rejected
+    outcome = replay(
+        _read_all(sources, rejects),
+        pack,
+        until=until,
+        scale=scale or _Scale(),
+        on_reject=rejects.add,
+        progress=progress,
+    )
+    progress.close()
+    sink = _sink(sink_kind, out)
+    for finding in outcome.findings:
+        sink.write(finding)
+    sink.close()
+    return AuditResult(
+        outcome.findings,
+        rejects,
+        outcome.stats,
+        engine_error_count=outcome.engine_errors,
+        peak_rss_mb=outcome.peak_rss_mb,
+    )
+
+
+def _audit_in_memory(
+    sources: Sequence[EventSource],
+    pack: CompiledPack,
+    out: IO[str],
+    rejects: RejectReport,
+    until: float | None,
+    sink_kind: str,
+) -> AuditResult:
+    """One engine over one spool, keeping the engine (and its explanations) for the caller."""
+    engine = Engine(pack, explain=True)
     replay = Replay(engine, until=until)
     try:
         for event, label, position in _read_all(sources, rejects):
@@ -294,7 +349,6 @@ def audit(
     except BaseException:
         replay.close()
         raise
-
     sink = _sink(sink_kind, out)
     findings: list[Finding] = []
     try:
@@ -304,7 +358,7 @@ def audit(
     finally:
         replay.close()  # also when a sink fails mid-run: the spool is not left to the GC
     sink.close()
-    return AuditResult(findings, rejects, replay.stats, engine)
+    return AuditResult(findings, rejects, replay.stats, engine, len(engine.errors))
 
 
 # -- explain ---------------------------------------------------------------------
@@ -313,6 +367,9 @@ def audit(
 def explain_report(result: AuditResult, patient: str | None = None) -> dict[str, Any]:
     """Per patient, in time order: each finding with why it fired, and the near misses."""
     findings, engine = result.findings, result.engine
+    if engine is None:
+        msg = "explain needs an in-memory audit (audit(..., explain=True))"
+        raise UsageError(msg)
     patients = sorted({f.patient_id for f in findings} | {n.patient_id for n in engine.near_misses})
     if patient:
         patients = [p for p in patients if p == patient]

@@ -172,6 +172,21 @@ class Engine:
         self.watermark = max(self.watermark, now)
         return out
 
+    def reset(self, clock: Clock | None = None) -> None:
+        """Forget every patient, deadline and error, keep the registered rules.
+
+        A partitioned replay evaluates many partitions in one worker; durable-rules
+        never frees a ruleset, so a worker reuses one engine instead of building more.
+        """
+        self.clock = clock if clock is not None else ReplayClock()
+        self._patients = {}
+        self._deadlines = DeadlineQueue()
+        self.observer = Explainer() if self.observer is not None else None
+        self._actions = ActionRunner(self.pack, self._deadlines, self.observer)
+        self.errors.clear()
+        self.error_count = 0
+        self.watermark = float("-inf")
+
     def next_due(self) -> float | None:
         """When a live scheduler should next call :meth:`advance`."""
         return self._deadlines.next_due()

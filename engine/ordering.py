@@ -1,4 +1,4 @@
-"""Which of one patient's events at the same second is applied first.
+"""The replay order, defined once: time, patient, kind within a second, input order.
 
 Findings must not depend on the order in which a same-second pair was listed,
 in one file or across files (spec/blincyto.md, "Same second, any order").
@@ -9,11 +9,28 @@ second, events are applied by kind: the patient's record first, then orders,
 the care setting, the pharmacy, medication, nursing, clinical entries, and the
 pump's own acts last. Two events of the same kind keep their input order
 (two pump acts at one second: a stop then a start is not a start then a stop).
+
+Across patients, events at one instant are taken in ``patient_id`` order, so
+the output does not depend on how the input interleaved them. The whole order
+is one packed integer (:func:`replay_key`), which both the in-memory sort
+(:func:`pumpguard.engine.replay.time_ordered`) and the spooled, partitioned
+replay use.
 """
 
 from __future__ import annotations
 
-__all__ = ["KINDS", "same_second_rank"]
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+__all__ = [
+    "INDEX_BITS",
+    "INDEX_MASK",
+    "KINDS",
+    "instant_us",
+    "patient_ranks",
+    "replay_key",
+    "same_second_rank",
+]
 
 KINDS: tuple[str, ...] = (
     "patient.",
@@ -30,6 +47,17 @@ KINDS: tuple[str, ...] = (
 _OTHER = len(KINDS)
 _PUMP = _OTHER + 1
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_TS_BIAS = 1 << 62  # every year from 1 to 9999, in microseconds, packs as a non-negative integer
+
+INDEX_BITS = 32
+"""Bits of the input-order field: one sort holds at most 2**32 events."""
+INDEX_MASK = (1 << INDEX_BITS) - 1
+"""``replay_key(...) & INDEX_MASK`` is the event's index in its sort."""
+_PATIENT_BITS = 32
+_KIND_BITS = 8
+
 
 def same_second_rank(event_type: str) -> int:
     """The event's place among same-second events of its patient (lower first).
@@ -42,3 +70,26 @@ def same_second_rank(event_type: str) -> int:
         if event_type.startswith(prefix):
             return rank
     return _OTHER
+
+
+def instant_us(ts: datetime) -> int:
+    """Exact microseconds since the epoch (a float timestamp loses them in far years)."""
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+def patient_ranks(patient_ids: Iterable[str]) -> dict[str, int]:
+    """Each patient's place in ``patient_id`` order, the tie-break between patients."""
+    return {pid: rank for rank, pid in enumerate(sorted(set(patient_ids)))}
+
+
+def replay_key(ts_us: int, patient_rank: int, kind: int, index: int) -> int:
+    """The replay order of one event as an integer: sorting these sorts the events.
+
+    Fields from most to least significant: the instant, the patient's rank,
+    the same-second kind and the input order. One integer per event sorts in
+    a fraction of the memory of tuples; ``key & INDEX_MASK`` gives the index back.
+    """
+    key = ts_us + _TS_BIAS
+    key = (key << _PATIENT_BITS) | patient_rank
+    key = (key << _KIND_BITS) | kind
+    return (key << INDEX_BITS) | index

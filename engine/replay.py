@@ -6,22 +6,20 @@ same id with other content is rejected in every version. Both need the whole
 input before the first event is evaluated, so replay takes two passes:
 
 1. every valid event is written, in canonical JSON, to a spool file, and only
-   a few integers per event stay in memory (its time, patient, offset, and the
-   digests of its id and content);
-2. the index is sorted by (time, patient, kind, input order) and the spool is
-   read back in that order into the engine.
+   a few integers per event stay in memory (a :class:`SpoolIndex`: its time,
+   patient, kind, offset and input order);
+2. the index is sorted in the replay order (:func:`.ordering.replay_key`) and
+   the spool is read back in that order into the engine (:func:`evaluate`).
 
-The patient tie-break makes the output independent of how lines from different
-patients at the same instant were interleaved, so a shuffled log gives
-byte-identical findings. Within one patient's second, documentation comes
-before pump acts (:mod:`.ordering`), so a premedication or an order listed
-after the start it precedes, or in another file, counts the same. Events of the
-same kind at the same instant keep their input order (spec/events.md).
+:class:`Replay` does both in one process over one spool, with the duplicate
+check in memory; the partitioned replay (:mod:`.partition`) runs pass 2 once
+per partition of patients, from spool files in the same line format.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -31,19 +29,41 @@ from typing import IO
 from .core import Engine
 from .events import Event, event_adapter
 from .findings import Finding
-from .ordering import same_second_rank
+from .ordering import INDEX_MASK, instant_us, patient_ranks, replay_key, same_second_rank
 from .rejects import Reject
 
-__all__ = ["ClockStep", "RejectCallback", "Replay", "ReplayStats", "drive", "time_ordered"]
+__all__ = [
+    "ClockStep",
+    "RejectCallback",
+    "Replay",
+    "ReplayStats",
+    "SpoolIndex",
+    "SpoolLine",
+    "canonical_bytes",
+    "conflict_reject",
+    "digest64",
+    "drive",
+    "evaluate",
+    "spool_line",
+    "time_ordered",
+]
+
+PROGRESS_EVERY = 2000
+"""Events between two progress reports of a replay."""
 
 RejectCallback = Callable[[Reject], None]
 """(source, position, reason, event_id) for a record replay itself refuses."""
 
-_TS_BIAS = 1 << 62  # every year from 1 to 9999, in microseconds, sorts as a non-negative integer
 
-
-def _digest(data: bytes) -> int:
+def digest64(data: bytes) -> int:
+    """A 64-bit digest, the same in every process (ids and contents, for the duplicate check)."""
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def canonical_bytes(event: Event) -> bytes:
+    """The event as the spool keeps it: canonical JSON without the ignored extra fields."""
+    extra = event.model_extra
+    return event.model_dump_json(exclude=set(extra) if extra else None).encode()
 
 
 @dataclass
@@ -58,6 +78,144 @@ class ReplayStats:
     findings: int = 0
     patients: int = 0
     end: float | None = None
+    spool_bytes: int = 0
+
+    def add(self, other: ReplayStats) -> None:
+        """Fold one partition's evaluation counts into the whole run's."""
+        self.conflicting += other.conflicting
+        self.after_until += other.after_until
+        self.evaluated += other.evaluated
+        self.findings += other.findings
+        self.patients += other.patients
+
+
+# -- spool lines -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolLine:
+    """One spooled event: where it came from, its sort fields, and its canonical JSON."""
+
+    seq: int
+    source: int
+    ts_us: int
+    kind: int
+    patient_id: str
+    position: str
+    data: bytes
+
+    @classmethod
+    def parse(cls, line: bytes) -> SpoolLine:
+        seq, src, ts, kind, patient, position, data = line.rstrip(b"\n").split(b"\t", 6)
+        return cls(
+            int(seq), int(src), int(ts), int(kind), json.loads(patient), json.loads(position), data
+        )
+
+
+def spool_line(seq: int, source: int, event: Event, position: str, data: bytes) -> bytes:
+    """The spool's line for one event (patient and position JSON-quoted: no raw tab or newline)."""
+    return b"%d\t%d\t%d\t%d\t%s\t%s\t%s\n" % (
+        seq,
+        source,
+        instant_us(event.ts),
+        same_second_rank(event.type),
+        json.dumps(event.patient_id).encode(),
+        json.dumps(position).encode(),
+        data,
+    )
+
+
+class SpoolIndex:
+    """A few integers per spooled event, enough to read the spool back in replay order."""
+
+    def __init__(self) -> None:
+        self.patients: dict[str, int] = {}
+        self._ts = array("q")
+        self._patient = array("I")
+        self._kind = array("B")
+        self._offset = array("q")
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    def add(self, ts_us: int, patient_id: str, kind: int, offset: int) -> None:
+        """Index one spooled line; lines must be added in input order (the last tie-break)."""
+        self._ts.append(ts_us)
+        self._patient.append(self.patients.setdefault(patient_id, len(self.patients)))
+        self._kind.append(kind)
+        self._offset.append(offset)
+
+    def offsets_in_order(self) -> Iterator[int]:
+        """The spool offsets, sorted in the replay order (:func:`.ordering.replay_key`)."""
+        rank = patient_ranks(self.patients)
+        ranks = [rank[p] for p in self.patients]  # by the index add() gave each patient
+        pat, kind = self._patient, self._kind
+        order = sorted(replay_key(ts, ranks[pat[i]], kind[i], i) for i, ts in enumerate(self._ts))
+        offsets = self._offset
+        for packed in order:
+            yield offsets[packed & INDEX_MASK]
+
+    def clear(self) -> None:
+        for column in (self._ts, self._patient, self._kind, self._offset):
+            del column[:]
+        self.patients.clear()
+
+
+def conflict_reject(line: SpoolLine, sources: list[str] | tuple[str, ...], event_id: str) -> Reject:
+    """The reject for one version of an id seen with two contents."""
+    return Reject(
+        sources[line.source],
+        line.position,
+        f"event_id {event_id!r} appears with different content; every version is rejected",
+        event_id=event_id,
+    )
+
+
+Verdict = Callable[[SpoolLine, Event], bool]
+"""Whether a spooled event is one version of a conflicting id (rejected, not evaluated)."""
+
+
+def evaluate(
+    engine: Engine,
+    spool: IO[bytes],
+    index: SpoolIndex,
+    *,
+    conflicting: Verdict,
+    on_conflict: Callable[[SpoolLine, Event], None],
+    until: float | None,
+    end: float | None,
+    stats: ReplayStats,
+    on_progress: Callable[[ReplayStats], None] | None = None,
+) -> Iterator[Finding]:
+    """Pass 2 over one spool: events in replay order into ``engine``, then the clock to ``end``.
+
+    ``on_progress`` is told the counts every few thousand events (a progress display).
+    """
+    stats.patients += len(index.patients)
+
+    def events() -> Iterator[Event]:
+        for offset in index.offsets_in_order():
+            spool.seek(offset)
+            line = SpoolLine.parse(spool.readline())
+            event: Event = event_adapter.validate_json(line.data)
+            if conflicting(line, event):
+                stats.conflicting += 1
+                on_conflict(line, event)
+                continue
+            if until is not None and event.ts.timestamp() > until:
+                stats.after_until += 1
+                continue
+            stats.evaluated += 1
+            if on_progress is not None and not stats.evaluated % PROGRESS_EVERY:
+                on_progress(stats)
+            yield event
+
+    for finding in drive(engine, events(), end=end):
+        stats.findings += 1
+        yield finding
+
+
+# -- one process -------------------------------------------------------------------
 
 
 class Replay:
@@ -71,11 +229,7 @@ class Replay:
         self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="pumpguard-replay-")  # noqa: SIM115
         self._sources: list[str] = []
         self._source_index: dict[str, int] = {}
-        self._patients: dict[str, int] = {}
-        self._ts = array("q")
-        self._patient = array("I")
-        self._kind = array("B")
-        self._offset = array("q")
+        self._index = SpoolIndex()
         self._seen: dict[int, int] = {}
         self._conflicts: set[int] = set()
         self._max_ts: float | None = None
@@ -83,10 +237,9 @@ class Replay:
     def add(self, event: Event, source: str, position: str) -> None:
         """Pass 1: remember one valid event (duplicates of identical content count once)."""
         self.stats.events_read += 1
-        extra = event.model_extra
-        data = event.model_dump_json(exclude=set(extra) if extra else None).encode()
-        key = _digest(event.event_id.encode())
-        content = _digest(data)
+        data = canonical_bytes(event)
+        key = digest64(event.event_id.encode())
+        content = digest64(data)
         known = self._seen.get(key)
         if known is not None:
             if known == content:
@@ -99,65 +252,39 @@ class Replay:
         if src is None:
             src = self._source_index[source] = len(self._sources)
             self._sources.append(source)
-        pid = self._patients.setdefault(event.patient_id, len(self._patients))
         ts = event.ts.timestamp()
         self._max_ts = ts if self._max_ts is None else max(self._max_ts, ts)
-        self._offset.append(self._spool.tell())
-        self._ts.append(round(ts * 1_000_000) + _TS_BIAS)
-        self._patient.append(pid)
-        self._kind.append(same_second_rank(event.type))
-        self._spool.write(b"%d\t%s\t%s\n" % (src, position.encode(), data))
+        seq = len(self._index)
+        offset = self._spool.tell()
+        kind = same_second_rank(event.type)
+        self._index.add(instant_us(event.ts), event.patient_id, kind, offset)
+        self._spool.write(spool_line(seq, src, event, position, data))
 
     def run(self, on_reject: RejectCallback) -> Iterator[Finding]:
         """Pass 2: evaluate in order, then let the clock reach the end of the input."""
         end = self.until if self.until is not None else self._max_ts
         self.stats.end = end
-        for finding in drive(self.engine, self._in_order(on_reject), end=end):
-            self.stats.findings += 1
-            yield finding
-        self.close()
-
-    def _in_order(self, on_reject: RejectCallback) -> Iterator[Event]:
-        """The spooled events to evaluate, in replay order; conflicts are rejected here."""
-        rank = {pid: r for r, (_, pid) in enumerate(sorted(self._patients.items()))}
-        self.stats.patients = len(rank)
-        ranks = [rank[p] for p in range(len(self._patients))]
-        # One packed integer per event sorts in a fraction of the memory of tuples.
-        pat, kind = self._patient, self._kind
-        order = sorted(
-            (ts << 72) | (ranks[pat[i]] << 40) | (kind[i] << 32) | i
-            for i, ts in enumerate(self._ts)
+        self.stats.spool_bytes = self._spool.tell()
+        self._spool.flush()
+        conflicts = self._conflicts
+        yield from evaluate(
+            self.engine,
+            self._spool,
+            self._index,
+            conflicting=lambda _line, event: digest64(event.event_id.encode()) in conflicts,
+            on_conflict=lambda line, event: on_reject(
+                conflict_reject(line, self._sources, event.event_id)
+            ),
+            until=self.until,
+            end=end,
+            stats=self.stats,
         )
-        mask = (1 << 32) - 1
-        spool = self._spool
-        spool.flush()
-        until = self.until
-        for packed in order:
-            i = packed & mask
-            spool.seek(self._offset[i])
-            src, position, data = spool.readline().rstrip(b"\n").split(b"\t", 2)
-            event: Event = event_adapter.validate_json(data)
-            if _digest(event.event_id.encode()) in self._conflicts:
-                self.stats.conflicting += 1
-                on_reject(
-                    Reject(
-                        self._sources[int(src)],
-                        position.decode(),
-                        f"event_id {event.event_id!r} appears with different content; "
-                        "every version is rejected",
-                        event_id=event.event_id,
-                    )
-                )
-                continue
-            if until is not None and event.ts.timestamp() > until:
-                self.stats.after_until += 1
-                continue
-            self.stats.evaluated += 1
-            yield event
+        self.close()
 
     def close(self) -> None:
         self._spool.close()
         self._seen.clear()
+        self._index.clear()
 
 
 ClockStep = Callable[[float], None]
@@ -201,9 +328,15 @@ def drive(
 
 
 def time_ordered(events: Iterable[Event]) -> list[Event]:
-    """Events in the replay's order: time, patient, documentation before pump acts in a second.
+    """Events in the replay's order (:func:`.ordering.replay_key`), for streams held in memory.
 
-    The same order :class:`Replay` makes with its packed sort keys, for streams
-    small enough to sort in memory (drills); ties keep their input order.
+    The same key the spooled replay sorts by, so a drill and an audit order a
+    stream alike; ties keep their input order.
     """
-    return sorted(events, key=lambda e: (e.ts, e.patient_id, same_second_rank(e.type)))
+    items = list(events)
+    ranks = patient_ranks(e.patient_id for e in items)
+    keys = sorted(
+        replay_key(instant_us(e.ts), ranks[e.patient_id], same_second_rank(e.type), i)
+        for i, e in enumerate(items)
+    )
+    return [items[k & INDEX_MASK] for k in keys]

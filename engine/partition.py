@@ -1,0 +1,328 @@
+"""Partitioned replay: patients split by a stable hash, each partition evaluated on its own.
+
+Patients are independent (state, deadlines and episodes are per patient), so
+one partition's findings do not depend on another's. Pass 1
+(:class:`SpoolSet`) writes each event to its partition's spool file and a
+small record (id digest, content digest, input order) to an id bucket; the
+duplicate check then runs bucket by bucket over the whole input, so an id
+seen in two partitions is still a conflict, and memory follows a bucket, not
+the input. Pass 2 (:func:`run_partition`) runs in any process: it needs only
+the task (file names, the pack, the end time), never the parent's objects.
+
+The end time of the whole input is handed to every partition, so a deadline
+after a partition's own last event fires as it would in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .core import Engine
+from .events import Event
+from .findings import Finding
+from .ordering import instant_us
+from .pack import CompiledPack
+from .rejects import Reject
+from .replay import (
+    ReplayStats,
+    SpoolIndex,
+    SpoolLine,
+    canonical_bytes,
+    conflict_reject,
+    digest64,
+    evaluate,
+    spool_line,
+)
+
+__all__ = [
+    "FindingKey",
+    "PartitionResult",
+    "PartitionTask",
+    "ProgressReport",
+    "SpoolSet",
+    "Verdicts",
+    "finding_key",
+    "partition_of",
+    "peak_rss_mb",
+    "run_partition",
+    "warm",
+]
+
+ID_BUCKETS = 64
+"""Files the duplicate check is split into (10,000,000 events: about 160,000 ids each)."""
+
+_RECORD = struct.Struct("<QQqI")  # id digest, content digest, input order, partition
+_BUFFER = 1 << 16
+
+FindingKey = tuple[int, str, int]
+"""(instant in microseconds, patient_id, raise order in its partition): the file order."""
+
+RejectKey = tuple[int, str, int, int]
+"""(instant, patient_id, same-second kind, input order): the replay order of a conflict."""
+
+
+def partition_of(patient_id: str, partitions: int) -> int:
+    """The patient's partition: CRC-32 of its id, the same in every process and run."""
+    return zlib.crc32(patient_id.encode("utf-8", "surrogatepass")) % partitions
+
+
+def finding_key(finding: Finding, order: int) -> FindingKey:
+    """Where a finding goes in the file: by time, then patient, then raise order."""
+    return (instant_us(_finding_time(finding)), finding.patient_id, order)
+
+
+def _finding_time(finding: Finding) -> datetime:
+    """The finding's instant, whether ``ts`` is an aware datetime or RFC 3339 text.
+
+    Text from years before 1000 may carry an unpadded year (``500-01-01T...``).
+    """
+    value: object = finding.ts
+    if isinstance(value, datetime):
+        return value
+    year, rest = str(value).split("-", 1)
+    return datetime.fromisoformat(f"{int(year):04d}-{rest}")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), in MB; 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# -- pass 1: spool files and the duplicate check ------------------------------------
+
+
+@dataclass
+class Verdicts:
+    """What the duplicate check decided, per partition: input orders to drop or reject."""
+
+    dropped: list[array[int]]
+    rejected: list[array[int]]
+    duplicates: int = 0
+
+
+class SpoolSet:
+    """Pass 1: one spool file per partition and one id file per bucket, in ``directory``."""
+
+    def __init__(self, directory: Path, partitions: int) -> None:
+        if not 1 <= partitions <= 4096:
+            msg = f"partitions must be between 1 and 4096, not {partitions}"
+            raise ValueError(msg)
+        self.directory = directory
+        self.partitions = partitions
+        self.paths = [directory / f"partition-{i:04d}.spool" for i in range(partitions)]
+        self._ids = [directory / f"ids-{b:02d}.bin" for b in range(ID_BUCKETS)]
+        self._files: list[IO[bytes]] = []
+        self._id_files: list[IO[bytes]] = []
+        self.counts = [0] * partitions
+        self.sources: list[str] = []
+        self._source_index: dict[str, int] = {}
+        self.patients: set[str] = set()
+        self.events_read = 0
+        self.max_ts: float | None = None
+        self.spool_bytes = 0
+
+    def __enter__(self) -> SpoolSet:
+        self._files = [p.open("wb", buffering=_BUFFER) for p in self.paths]
+        self._id_files = [p.open("wb", buffering=_BUFFER) for p in self._ids]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, event: Event, source: str, position: str) -> None:
+        """Spool one valid event in its patient's partition; note its id for the check."""
+        seq = self.events_read
+        self.events_read += 1
+        data = canonical_bytes(event)
+        part = partition_of(event.patient_id, self.partitions)
+        src = self._source_index.get(source)
+        if src is None:
+            src = self._source_index[source] = len(self.sources)
+            self.sources.append(source)
+        self.patients.add(event.patient_id)
+        ts = event.ts.timestamp()
+        self.max_ts = ts if self.max_ts is None or ts > self.max_ts else self.max_ts
+        ident = digest64(event.event_id.encode())
+        self._id_files[ident % ID_BUCKETS].write(_RECORD.pack(ident, digest64(data), seq, part))
+        self._files[part].write(spool_line(seq, src, event, position, data))
+        self.counts[part] += 1
+
+    def finish(self) -> Verdicts:
+        """Close the spools and run the duplicate check over the whole input, bucket by bucket."""
+        self.close()
+        self.spool_bytes = sum(p.stat().st_size for p in (*self.paths, *self._ids))
+        verdicts = Verdicts(
+            [array("q") for _ in range(self.partitions)],
+            [array("q") for _ in range(self.partitions)],
+        )
+        for path in self._ids:
+            verdicts.duplicates += _check_bucket(path.read_bytes(), verdicts)
+            path.unlink()
+        return verdicts
+
+    def close(self) -> None:
+        for fh in (*self._files, *self._id_files):
+            fh.close()
+
+
+def _check_bucket(records: bytes, verdicts: Verdicts) -> int:
+    """The spec's duplicate rule over one bucket, records in input order.
+
+    A later copy identical to an id's first version is a duplicate (dropped);
+    any other content makes the id a conflict, and every version kept of it
+    is rejected.
+    """
+    first: dict[int, int] = {}
+    conflicts: set[int] = set()
+    duplicates = 0
+    for ident, content, seq, part in _RECORD.iter_unpack(records):
+        known = first.get(ident)
+        if known is None:
+            first[ident] = content
+        elif known == content:
+            verdicts.dropped[part].append(seq)
+            duplicates += 1
+        else:
+            conflicts.add(ident)
+    if conflicts:
+        seen: set[int] = set()
+        for ident, content, seq, part in _RECORD.iter_unpack(records):
+            if ident not in conflicts:
+                continue
+            if ident not in seen or content != first[ident]:
+                seen.add(ident)
+                verdicts.rejected[part].append(seq)
+    return duplicates
+
+
+# -- pass 2: one partition, in any process --------------------------------------------
+
+
+class ProgressReport(Protocol):
+    """Where a worker tells how far it has come: a queue, or a callable's wrapper."""
+
+    def put(self, item: tuple[str, int, str, int, int]) -> None:
+        """(worker, partition, phase, events done, findings so far)."""
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """Everything a worker needs for one partition; plain data, picklable."""
+
+    index: int
+    spool: str
+    sources: tuple[str, ...]
+    pack: CompiledPack
+    until: float | None
+    end: float | None
+    events: int
+    dropped: bytes = b""
+    rejected: bytes = b""
+    report: Any = None
+
+
+@dataclass
+class PartitionResult:
+    """One partition's findings and conflict rejects, each with its place in the file order."""
+
+    index: int
+    worker: str
+    stats: ReplayStats
+    findings: list[tuple[FindingKey, Finding]] = field(default_factory=list)
+    conflicts: list[tuple[RejectKey, Reject]] = field(default_factory=list)
+    engine_errors: int = 0
+    peak_rss_mb: float = 0.0
+
+
+_ENGINES: dict[tuple[str, str, str | None, str | None], Engine] = {}
+"""One engine per pack per worker process, reset between partitions (rulesets are never freed)."""
+
+
+def _engine_for(pack: CompiledPack) -> Engine:
+    ref = pack.ref
+    key = (ref.sha256, ref.edition, ref.parameters_sha256, ref.site)
+    engine = _ENGINES.get(key)
+    if engine is None:
+        engine = _ENGINES[key] = Engine(pack)
+    else:
+        engine.reset()
+    return engine
+
+
+def warm(pack: CompiledPack) -> int:
+    """Build this process's engine for ``pack`` ahead of its first partition; the pid."""
+    _engine_for(pack)
+    return os.getpid()
+
+
+def _scan(fh: IO[bytes], dropped: set[int]) -> SpoolIndex:
+    """Index a partition's spool (its lines are in input order), leaving duplicates out."""
+    index = SpoolIndex()
+    names: dict[bytes, str] = {}
+    offset = 0
+    for line in fh:
+        seq, _src, ts, kind, patient, _rest = line.split(b"\t", 5)
+        if not dropped or int(seq) not in dropped:
+            name = names.get(patient)
+            if name is None:
+                name = names[patient] = json.loads(patient)
+            index.add(int(ts), name, int(kind), offset)
+        offset += len(line)
+    return index
+
+
+def run_partition(task: PartitionTask, worker: str | None = None) -> PartitionResult:
+    """Pass 2 for one partition: index, sort, evaluate; findings keyed for the merge."""
+    who = worker or f"pid {os.getpid()}"
+    engine = _engine_for(task.pack)
+    report: Callable[[str, int, int], None] = _reporter(task, who)
+    result = PartitionResult(task.index, who, ReplayStats())
+    rejected = set(array("q", task.rejected))
+
+    def on_conflict(line: SpoolLine, event: Event) -> None:
+        key = (line.ts_us, line.patient_id, line.kind, line.seq)
+        result.conflicts.append((key, conflict_reject(line, task.sources, event.event_id)))
+
+    with open(task.spool, "rb") as fh:
+        index = _scan(fh, set(array("q", task.dropped)))
+        report("sort", len(index), 0)
+        found = result.findings
+        for finding in evaluate(
+            engine,
+            fh,
+            index,
+            conflicting=lambda line, _event: line.seq in rejected,
+            on_conflict=on_conflict,
+            until=task.until,
+            end=task.end,
+            stats=result.stats,
+            on_progress=lambda s: report("evaluate", s.evaluated, s.findings),
+        ):
+            found.append((finding_key(finding, len(found)), finding))
+    report("done", result.stats.evaluated, result.stats.findings)
+    result.engine_errors = engine.error_count
+    result.peak_rss_mb = peak_rss_mb()
+    return result
+
+
+def _reporter(task: PartitionTask, who: str) -> Callable[[str, int, int], None]:
+    sink = task.report
+    if sink is None:
+        return lambda _phase, _done, _findings: None
+    return lambda phase, done, findings: sink.put((who, task.index, phase, done, findings))
