@@ -366,17 +366,22 @@ class Journal:
             conn.close()
 
     def _run(self) -> None:
+        batch: list[_Op] = []
         try:
             stop = False
             while not stop:
                 item = self._queue.get()
                 if item is _STOP:
                     break
-                batch, stop = self._gather(item)
-                self._execute([op for op in batch if isinstance(op, _Op)])
+                gathered, stop = self._gather(item)
+                batch = [op for op in gathered if isinstance(op, _Op)]
+                self._execute(batch)
+                batch = []
         except BaseException as exc:  # a defect in the writer: fail loudly, never hang a waiter
-            log.error("journal.writer_failed", path=str(self.path), error=repr(exc))
             self._fatal = JournalClosedError(f"journal {self.path}: the writer stopped ({exc!r})")
+            for op in batch:  # settled ones stay as they are; the rest hear why
+                _settle(op.future, error=self._fatal)
+            _log_error("journal.writer_failed", path=str(self.path), error=repr(exc))
             raise
         finally:
             self._fail_queued()
@@ -468,15 +473,15 @@ class Journal:
         try:
             self._on_commit(made)
         except Exception as exc:
-            log.error(
+            self._fatal = JournalError(
+                f"journal {self.path}: the engine consumer failed at position "
+                f"{made[0].position} ({exc!r}); no more writes: restart to recover"
+            )
+            _log_error(
                 "journal.on_commit_failed",
                 path=str(self.path),
                 first_position=made[0].position,
                 error=repr(exc),
-            )
-            self._fatal = JournalError(
-                f"journal {self.path}: the engine consumer failed at position "
-                f"{made[0].position} ({exc!r}); no more writes: restart to recover"
             )
 
     def _fail_queued(self) -> None:
@@ -488,6 +493,12 @@ class Journal:
                 return
             if isinstance(item, _Op):
                 _settle(item.future, error=error)
+
+
+def _log_error(event: str, **fields: Any) -> None:
+    """Log from the writer thread; a broken log stream must never stop the writer."""
+    with contextlib.suppress(Exception):
+        log.error(event, **fields)
 
 
 def _journal_error(exc: Exception, path: Path) -> BaseException:

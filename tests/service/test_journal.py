@@ -313,3 +313,20 @@ def test_one_bad_write_fails_alone_in_its_batch(path: Path) -> None:
             bad.result(10)
         assert also_good.result(10).message_seq == 3
         assert journal.commits - before == 1
+
+
+def test_broken_log_stream_never_leaves_a_waiter_hanging(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class BrokenLog:
+        def error(self, *args: object, **kw: object) -> None:
+            raise ValueError("I/O operation on closed file")
+
+    def consumer(inputs: object) -> None:
+        raise RuntimeError("engine broke")
+
+    monkeypatch.setattr("pumpguard.service.journal.log", BrokenLog())
+    with Journal(path, on_commit=consumer) as journal:
+        assert journal.submit(inbound(1)).result(10).message_seq == 1
+        with pytest.raises(JournalError, match="engine consumer failed"):
+            journal.submit(inbound(2))
