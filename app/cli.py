@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return drill.run(args)
         for extra in (report_cmd, compare, verify):
             if args.command in extra.COMMANDS:
-                return extra.run(args)
+                return int(extra.run(args))
     except pipeline.UsageError as exc:
         sys.stderr.write(f"pumpguard: error: {exc}\n")
         return EXIT_USAGE

@@ -41,13 +41,19 @@ KINDS = ("appeared", "disappeared", "changed")
 
 @dataclass(frozen=True)
 class Change:
-    """One finding that differs between run A and run B (``a`` or ``b`` absent if it only is in one)."""
+    """One finding that differs between run A and run B (``a`` or ``b`` absent: in one only)."""
 
     kind: str
     patient_id: str
     code: str
     a: Finding | None
     b: Finding | None
+
+    @property
+    def when(self) -> str:
+        """The finding's time as text (B's if it has one): for sorting and tables."""
+        f = self.b or self.a
+        return str(f.model_dump(mode="json")["ts"]) if f is not None else ""
 
     @property
     def what(self) -> str:
@@ -122,9 +128,7 @@ def compare_findings(
         left = rest
     result.changes += [Change("disappeared", f.patient_id, f.code, f, None) for f in left]
     result.changes += [Change("appeared", f.patient_id, f.code, None, f) for f in right]
-    result.changes.sort(
-        key=lambda c: (c.patient_id, str((c.a or c.b).ts if (c.a or c.b) else ""), c.code)
-    )
+    result.changes.sort(key=lambda c: (c.patient_id, c.when, c.code))
     return result
 
 

@@ -4,6 +4,7 @@ Kept as text here rather than as package data so the wheel needs no new
 data-file rule; the script only reads the JSON embedded beside it.
 """
 
+# ruff: noqa: E501  (the embedded script and style sheet keep their own line lengths)
 from __future__ import annotations
 
 __all__ = ["CSS", "SCRIPT"]

@@ -73,7 +73,7 @@ def _weeks(pop: Population) -> list[float]:
 
 
 def headline_charts(pop: Population, findings: Sequence[Finding]) -> list[ControlChart]:
-    """Weekly u-charts (findings per 100 patient-days, per 100 bags) and a p-chart (on-time bags)."""
+    """Weekly u-charts (findings per 100 patient-days, per 100 bags), a p-chart (on-time bags)."""
     weeks = _weeks(pop)
     days = patient_days_by_week(pop)
     per_week = Counter(week_start(finding_ts(f)) for f in findings)

@@ -70,12 +70,13 @@ def _summary(d: ReportData) -> str:
     pack = "unknown (no finding and no pack)"
     if ref is not None:
         pack = f"{ref.name} {ref.version}, edition {ref.edition}, site {ref.site or '(none)'}"
-    facts = _table(["", ""], rows, num=(1,))
+    params_sha = (ref.parameters_sha256 if ref else None) or "-"
+    facts = _table(["measure", "value"], rows, num=(1,))
     sev = _table(["severity", "findings"], d.by_severity.items(), num=(1,))
     return (
         f"<section id='summary'><h2>Summary</h2><div class='grid'><div>{facts}</div><div>"
         f"<h3>Rule pack</h3><p>{_e(pack)}<br>sha256 <code>{_e(ref.sha256 if ref else '-')}</code>"
-        f"<br>parameters sha256 <code>{_e((ref.parameters_sha256 if ref else None) or '-')}</code></p>"
+        f"<br>parameters sha256 <code>{_e(params_sha)}</code></p>"
         f"<h3>Findings by severity</h3>{sev}</div></div></section>"
     )
 
@@ -268,8 +269,10 @@ def render_html(d: ReportData, plotly_js: str | None = None) -> str:
             f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">",
             f"<meta name='viewport' content='width=device-width'><title>{_e(title)}</title>",
             f"<style>{CSS}</style><script>{plotly_js}</script></head><body>",
-            f"<h1>{_e(title)}</h1><p class='muted'>Made by {_e(made)} from the findings and the "
-            "events below; every chart is drawn from the data embedded in this file.</p>",
+            (
+                f"<h1>{_e(title)}</h1><p class='muted'>Made by {_e(made)} from the findings and "
+                "the events below; every chart is drawn from the data embedded in this file.</p>"
+            ),
             _summary(d),
             _rates(d),
             _charts(d),

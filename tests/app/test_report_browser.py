@@ -11,15 +11,12 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -87,8 +84,12 @@ async def open_in_chromium(page: Path, expected_charts: int) -> PageRun:
 
     profile = tempfile.mkdtemp(prefix="pumpguard-chromium-")
     proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank",
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        CHROMIUM,
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        "about:blank",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     run = PageRun()
     try:
@@ -102,17 +103,24 @@ async def open_in_chromium(page: Path, expected_charts: int) -> PageRun:
                 await cdp.call(f"{domain}.enable", s)
             await cdp.call("Page.navigate", s, url=page.resolve().as_uri())
             ready = await cdp.call(
-                "Runtime.evaluate", s, awaitPromise=True, returnByValue=True,
+                "Runtime.evaluate",
+                s,
+                awaitPromise=True,
+                returnByValue=True,
                 expression="new Promise(r => { const t = () => window.pgReady ? "
                 "window.pgReady.then(r) : setTimeout(t, 50); t(); })",
             )
             run.charts = int(ready["result"]["value"])
             probe = await cdp.call(
-                "Runtime.evaluate", s, returnByValue=True,
+                "Runtime.evaluate",
+                s,
+                returnByValue=True,
                 expression="document.querySelectorAll('.js-plotly-plot .main-svg .trace').length",
             )
             run.traces = int(probe["result"]["value"])
-            shot = await cdp.call("Page.captureScreenshot", s, format="png", captureBeyondViewport=True)
+            shot = await cdp.call(
+                "Page.captureScreenshot", s, format="png", captureBeyondViewport=True
+            )
             run.screenshot = base64.b64decode(shot["data"])
             _collect(cdp.events, run)
             await cdp.call("Browser.close")
