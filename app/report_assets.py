@@ -54,7 +54,7 @@ SCRIPT = r"""
   plot('chart-codes', ORDER.map((s) => ({
     type: 'bar', name: s, marker: {color: SEV[s]}, x: codes,
     y: codes.map((c) => D.findings.filter((f) => f[2] === c && f[3] === s).length),
-  })), {barmode: 'stack', title: {text: 'Findings by code and severity'}, xaxis: {automargin: true}});
+  })), {barmode: 'stack', title: {text: 'Findings by code and severity'}, xaxis: {automargin: true, tickangle: -25}});
 
   // control charts
   D.spc.forEach((c, i) => {

@@ -140,6 +140,6 @@ def load_pack_of(findings: Sequence[Finding], pack_dir: Path | None) -> Compiled
 
 
 def to_json_text(value: Any) -> str:
-    """JSON safe inside a ``<script>`` element (no ``</`` can close it early)."""
+    """JSON safe inside a ``<script>`` element: no ``<`` at all, so nothing closes it early."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.replace("<", "\\u003c")

@@ -49,7 +49,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[object]], num: Sequence[
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _summary(d: ReportData) -> str:

@@ -11,12 +11,15 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -38,7 +41,7 @@ class PageRun:
     """What the browser saw while the page loaded and drew."""
 
     charts: int = 0
-    traces: int = 0
+    traces: dict[str, int] = field(default_factory=dict)
     console_errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     screenshot: bytes = b""
@@ -78,7 +81,7 @@ async def _ws_url(proc: asyncio.subprocess.Process) -> str:
     raise RuntimeError("chromium did not open its DevTools port")
 
 
-async def open_in_chromium(page: Path, expected_charts: int) -> PageRun:
+async def open_in_chromium(page: Path) -> PageRun:
     """Load ``page``, wait for its charts (window.pgReady), and collect what happened."""
     import aiohttp
 
@@ -115,9 +118,10 @@ async def open_in_chromium(page: Path, expected_charts: int) -> PageRun:
                 "Runtime.evaluate",
                 s,
                 returnByValue=True,
-                expression="document.querySelectorAll('.js-plotly-plot .main-svg .trace').length",
+                expression="Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                ".map(e => [e.id, e.querySelectorAll('.trace').length])",
             )
-            run.traces = int(probe["result"]["value"])
+            run.traces = {k: int(v) for k, v in probe["result"]["value"]}
             shot = await cdp.call(
                 "Page.captureScreenshot", s, format="png", captureBeyondViewport=True
             )
@@ -129,7 +133,6 @@ async def open_in_chromium(page: Path, expected_charts: int) -> PageRun:
             proc.kill()
         await proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
-    del expected_charts
     return run
 
 
@@ -146,3 +149,37 @@ def _collect(events: list[dict[str, Any]], run: PageRun) -> None:
             u = p.get("request", {}).get("url", "")
             if not u.startswith(("file:", "data:", "about:")):
                 run.requests.append(u)
+
+
+@pytest.fixture(scope="module", name="population_report")
+def _population_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of a 200-patient drill population (one deviation in a tenth of them)."""
+    from pumpguard.pipeline import Input, RejectReport, audit
+    from pumpguard.report_cmd import write_report
+    from pumpguard.simulations.montecarlo import generate_population
+    from pumpguard.simulations.protocol import load_protocol
+
+    d = tmp_path_factory.mktemp("browser")
+    pack, protocol = load_protocol("seed", None, None)
+    gen = generate_population(200, 0.1, 11, protocol=protocol)
+    events = d / "population.jsonl"
+    events.write_text("".join(line + "\n" for line in gen.lines), encoding="utf-8")
+    with (d / "findings.jsonl").open("w", encoding="utf-8") as out:
+        result = audit([events], pack, out=out, rejects=RejectReport(None))
+    assert result.findings, "a population with injected deviations raises findings"
+    return write_report(d / "report.html", result.findings, [Input(events, events.name)], pack)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium cannot be installed here")
+@pytest.mark.asyncio
+async def test_report_of_200_patients_draws_every_chart_offline_in_chromium(population_report):
+    run = await asyncio.wait_for(open_in_chromium(population_report), 120)
+    keep = os.environ.get("PUMPGUARD_SCREENSHOT")
+    target = Path(keep) if keep else population_report.with_suffix(".png")
+    target.write_bytes(run.screenshot)
+    assert run.charts == 5  # findings by code, three control charts, the patient timeline
+    drawn = {k for k, n in run.traces.items() if n > 0}
+    assert drawn == {"chart-codes", "chart-spc-0", "chart-spc-1", "chart-spc-2", "chart-timeline"}
+    assert run.console_errors == []
+    assert run.requests == []
+    assert run.screenshot.startswith(b"\x89PNG") and len(run.screenshot) > 50_000
