@@ -79,7 +79,8 @@ def test_compare_writes_the_what_if_into_the_report(tmp_path):
     )
     html = report.read_text(encoding="utf-8")
     assert "What-if: blincyto 0.1.0 seed site premed-1h against" in html
-    assert "chart-compare" in html and "2026-03-09T08:35:00Z" in html
+    assert "chart-compare" in html
+    assert "2026-03-09T08:35:00Z" in html
 
 
 def _finding(

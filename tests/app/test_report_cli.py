@@ -38,7 +38,8 @@ def test_replay_report_writes_findings_seal_and_report(replayed):
 
 def test_report_loads_nothing_from_elsewhere(replayed):
     html = replayed[1].read_text(encoding="utf-8")
-    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    assert "Content-Security-Policy" in html
+    assert "default-src 'none'" in html
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html, re.I)
     assert "Plotly" in html  # the library itself is inside
 
@@ -87,12 +88,14 @@ def test_rejected_event_lines_are_counted_in_the_report(replayed, tmp_path):
     report = tmp_path / "r.html"
     assert main(["report", str(replayed[0]), "--events", str(events), "-o", str(report)]) == 0
     html = report.read_text(encoding="utf-8")
-    assert "Rejects (1)" in html and "line 245" in html
+    assert "Rejects (1)" in html
+    assert "line 245" in html
 
 
 def test_a_message_cannot_close_the_data_script_early():
     text = to_json_text({"m": "</script><script>alert(1)</script> <!--"})
-    assert "</" not in text and "<!--" not in text
+    assert "</" not in text
+    assert "<!--" not in text
     assert json.loads(text) == {"m": "</script><script>alert(1)</script> <!--"}
 
 

@@ -117,7 +117,8 @@ def test_u_chart_limits_widen_in_a_week_with_little_exposure():
     small, big = chart.points[1], chart.points[0]
     assert big.ucl == pytest.approx(2.4 + 3 * math.sqrt(2.4 / 2))
     assert small.ucl == pytest.approx(2.4 + 3 * math.sqrt(2.4 / 0.5))
-    assert big.lcl == 0.0 and small.value == pytest.approx(4.0)
+    assert big.lcl == 0.0
+    assert small.value == pytest.approx(4.0)
 
 
 def test_p_chart_marks_a_week_outside_its_limits():
@@ -129,4 +130,5 @@ def test_p_chart_marks_a_week_outside_its_limits():
 
 def test_a_week_without_exposure_has_no_value():
     chart = u_chart("t", "bags", [(0.0, 0, 0.0), (1.0, 1, 10.0)])
-    assert chart.points[0].value is None and not chart.points[0].signal
+    assert chart.points[0].value is None
+    assert not chart.points[0].signal

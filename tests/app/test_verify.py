@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -49,7 +50,7 @@ def test_each_line_records_its_number_and_the_hash_of_the_line_before(sealed):
 
 
 def test_without_the_chain_fields_a_line_is_the_finding_as_before(sealed, pack):
-    result = audit([COURSE], pack, out=__import__("io").StringIO(), rejects=RejectReport(None))
+    result = audit([COURSE], pack, out=io.StringIO(), rejects=RejectReport(None))
     before = [f.to_json() for f in result.findings]
     assert [unchained(line.rstrip("\n")) for line in _lines(sealed)] == before
 
@@ -89,7 +90,7 @@ def test_reordered_pair_is_named(copy):
 
 def test_inserted_copy_of_a_line_is_named(copy):
     lines = _lines(copy)
-    copy.write_text("".join(lines[:3] + [lines[0]] + lines[3:]))
+    copy.write_text("".join([*lines[:3], lines[0], *lines[3:]]))
     verdict = verify_findings(copy)
     assert verdict.first_altered_line == 4
     assert "line 4 was inserted: it repeats finding #1" in verdict.problems[0]
