@@ -229,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
             from pumpguard.report_cmd import write_report
 
             write_report(args.report, runs[0].findings, inputs, pack_a, compare=result)
-    _print(result)
+    if args.json is None or str(args.json) != "-":
+        _print(result)
     if args.json is not None:
         _write_json(args.json, result)
     return 1 if result.changes else 0

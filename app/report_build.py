@@ -17,7 +17,8 @@ from pumpguard.adapters.base import Reject, drain
 from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding, RulePackRef, Severity
 from pumpguard.engine.pack import CompiledPack
-from pumpguard.report_metrics import Compliance, Params, Population, compliance, digest_events
+from pumpguard.report_metrics import Params, Population, digest_events
+from pumpguard.report_rates import Compliance, compliance
 from pumpguard.report_spc import ControlChart
 from pydantic import ValidationError
 

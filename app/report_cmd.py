@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -55,7 +56,11 @@ def _integrity(
 
         v = verify_findings(findings_path)
         if v.ok:
-            notes.append(f"{findings_path.name}: hash chain and seal intact ({v.lines} findings)")
+            seal = json.loads(findings_path.with_name(findings_path.name + SEAL_SUFFIX).read_text())
+            notes.append(
+                f"{findings_path.name}: hash chain and seal intact ({v.lines} findings, "
+                f"last sha256 {seal.get('last_sha256')})"
+            )
         else:
             notes += [f"{findings_path.name}: ALTERED: {p}" for p in v.problems]
     if pack is not None:
@@ -146,7 +151,7 @@ def after_replay(
         seal.stream.write(seal_record(chain, pack.ref))
         sealed = (
             f"{args.out.name}: sealed at this run ({chain.count} findings, last sha256 "
-            f"{chain.last_sha256[:16]})"
+            f"{chain.last_sha256})"
         )
     if getattr(args, "report", None) is not None:
         write_report(

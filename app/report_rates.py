@@ -10,19 +10,24 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from pumpguard.engine.findings import Finding
-from pumpguard.report_metrics import (
-    DAY,
-    WEEK,
-    Population,
-    finding_ts,
-    flagged_bags,
-    week_start,
-)
+from pumpguard.report_metrics import DAY, WEEK, Moment, Population, Span, week_start
 from pumpguard.report_spc import ControlChart, p_chart, u_chart
 
-__all__ = ["Rate", "headline_charts", "patient_days_by_week", "rates"]
+__all__ = [
+    "Compliance",
+    "Rate",
+    "cited",
+    "compliance",
+    "finding_ts",
+    "flagged_bags",
+    "headline_charts",
+    "patient_days_by_week",
+    "rates",
+]
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,141 @@ def headline_charts(pop: Population, findings: Sequence[Finding]) -> list[Contro
             [(w, bags_hung[w] - late[w], float(bags_hung[w])) for w in weeks],
         ),
     ]
+
+
+# -- compliance: findings against the moments they concern --------------------
+
+
+@dataclass(frozen=True)
+class Compliance:
+    """One requirement's compliance: how many of its moments went as the label asks."""
+
+    requirement: str
+    label: str
+    numerator: int
+    denominator: int
+    code: str
+
+    @property
+    def percent(self) -> float | None:
+        return None if self.denominator == 0 else 100.0 * self.numerator / self.denominator
+
+
+def cited(findings: Sequence[Finding], code: str) -> set[tuple[str, str]]:
+    """(patient, event id) of every event that a finding of ``code`` names as evidence."""
+    return {(f.patient_id, e) for f in findings if f.code == code for e in f.evidence}
+
+
+def _span_at(spans: Sequence[Span], ts: float) -> int | None:
+    """Index of the last span that began at or before ``ts`` (the one a deadline belongs to)."""
+    best = None
+    for i, s in enumerate(spans):
+        if s.start <= ts:
+            best = i
+    return best
+
+
+def flagged_bags(pop: Population, findings: Sequence[Finding], code: str) -> set[tuple[str, int]]:
+    """(patient, bag index) of the bags a ``code`` finding fell in."""
+    out = set()
+    for f in findings:
+        tl = pop.patients.get(f.patient_id)
+        if f.code != code or tl is None:
+            continue
+        i = _span_at(tl.bags, _ts(f))
+        if i is not None:
+            out.add((f.patient_id, i))
+    return out
+
+
+def _ts(f: Finding) -> float:
+    ts: Any = f.ts
+    if isinstance(ts, datetime):
+        return ts.timestamp()
+    return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()
+
+
+finding_ts = _ts
+
+
+def _premed_due(pop: Population, m: Moment) -> bool:
+    """Whether the label asks for premedication at this moment (R-PREMED)."""
+    tl = pop.patients[m.patient_id]
+    adult = tl.adult_at(m.ts, pop.params.adult_age_years)
+    rr = tl.indication in (None, "relapsed_refractory")
+    if m.kind == "cycle_start":
+        return adult or m.cycle == 1
+    if not adult:
+        return m.cycle == 1 and (m.kind == "long_restart" or rr)
+    return rr
+
+
+def compliance(pop: Population, findings: Sequence[Finding]) -> list[Compliance]:
+    """Compliance per requirement, each with its numerator and denominator."""
+    out = []
+    restarts = pop.moments("long_restart")
+    bad = cited(findings, "REINITIATION_UNSUPERVISED")
+    ok = sum((m.patient_id, m.event_id) not in bad for m in restarts)
+    out.append(
+        Compliance(
+            "R-REINIT",
+            f"supervised reinitiations (after \u2265 {pop.params.reinit_threshold_h:g} h)",
+            ok,
+            len(restarts),
+            "REINITIATION_UNSUPERVISED",
+        )
+    )
+    over = flagged_bags(pop, findings, "BAG_OVERDUE")
+    out.append(
+        Compliance(
+            "R-BAG-TIME", "on-time bag changes", pop.bags - len(over), pop.bags, "BAG_OVERDUE"
+        )
+    )
+    windows = [m for p in pop.patients.values() for m in p.cycles if m.cycle in (1, 2)]
+    missed = set()
+    for f in findings:
+        tl = pop.patients.get(f.patient_id)
+        if f.code == "HOSPITALIZATION_REQUIRED" and tl is not None:
+            i = _span_at([Span(c.ts, c.ts, "") for c in tl.cycles], _ts(f))
+            if i is not None:
+                missed.add((f.patient_id, tl.cycles[i].ts))
+    kept = sum((m.patient_id, m.ts) not in missed for m in windows)
+    out.append(
+        Compliance(
+            "R-HOSP",
+            "hospitalization windows kept (cycles 1 and 2)",
+            kept,
+            len(windows),
+            "HOSPITALIZATION_REQUIRED",
+        )
+    )
+    due = list(
+        {
+            (m.patient_id, m.event_id): m
+            for p in pop.patients.values()
+            for m in p.moments
+            if _premed_due(pop, m)
+        }.values()
+    )
+    no_premed = cited(findings, "PREMEDICATION_MISSING")
+    given = sum((m.patient_id, m.event_id) not in no_premed for m in due)
+    out.append(
+        Compliance(
+            "R-PREMED",
+            "premedication given (cycle starts, step-ups, long restarts)",
+            given,
+            len(due),
+            "PREMEDICATION_MISSING",
+        )
+    )
+    flushed = flagged_bags(pop, findings, "LINE_FLUSH")
+    out.append(
+        Compliance(
+            "R-FLUSH",
+            "bags without a line flush incident",
+            pop.bags - len(flushed),
+            pop.bags,
+            "LINE_FLUSH",
+        )
+    )
+    return out

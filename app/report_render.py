@@ -18,8 +18,8 @@ from typing import Any
 from pumpguard import __version__
 from pumpguard.report_assets import CSS, SCRIPT
 from pumpguard.report_build import ReportData, to_json_text
-from pumpguard.report_metrics import PatientTimeline, finding_ts
-from pumpguard.report_rates import rates
+from pumpguard.report_metrics import PatientTimeline
+from pumpguard.report_rates import finding_ts, rates
 
 __all__ = ["render_html"]
 

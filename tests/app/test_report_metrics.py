@@ -10,8 +10,8 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from pumpguard.report_metrics import DAY, HOUR, Params, Population, compliance, digest_events
-from pumpguard.report_rates import patient_days_by_week, rates
+from pumpguard.report_metrics import DAY, HOUR, Params, Population, digest_events
+from pumpguard.report_rates import compliance, patient_days_by_week, rates
 from pumpguard.report_spc import p_chart, u_chart
 
 
