@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,17 +171,38 @@ def _population_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_report(d / "report.html", result.findings, [Input(events, events.name)], pack)
 
 
+def _drive(page: Path, shot: Path) -> dict[str, Any]:
+    """Run the DevTools session in a child process, so no event loop outlives it in pytest."""
+    code = (
+        "import asyncio, json, sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_report_browser import open_in_chromium;"
+        "from pathlib import Path;"
+        "r = asyncio.run(asyncio.wait_for(open_in_chromium(Path(sys.argv[2])), 120));"
+        "Path(sys.argv[3]).write_bytes(r.screenshot);"
+        "print(json.dumps({'charts': r.charts, 'traces': r.traces, "
+        "'console_errors': r.console_errors, 'requests': r.requests}))"
+    )
+    here = str(Path(__file__).resolve().parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code, here, str(page), str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium cannot be installed here")
-@pytest.mark.asyncio
-async def test_report_of_200_patients_draws_every_chart_offline_in_chromium(population_report):
-    run = await asyncio.wait_for(open_in_chromium(population_report), 120)
+def test_report_of_200_patients_draws_every_chart_offline_in_chromium(population_report):
     keep = os.environ.get("PUMPGUARD_SCREENSHOT")
     target = Path(keep) if keep else population_report.with_suffix(".png")
-    target.write_bytes(run.screenshot)
-    assert run.charts == 5  # findings by code, three control charts, the patient timeline
-    drawn = {k for k, n in run.traces.items() if n > 0}
+    run = _drive(population_report, target)
+    assert run["charts"] == 5  # findings by code, three control charts, the patient timeline
+    drawn = {k for k, n in run["traces"].items() if n > 0}
     assert drawn == {"chart-codes", "chart-spc-0", "chart-spc-1", "chart-spc-2", "chart-timeline"}
-    assert run.console_errors == []
-    assert run.requests == []
-    assert run.screenshot.startswith(b"\x89PNG")
-    assert len(run.screenshot) > 50_000
+    assert run["console_errors"] == []
+    assert run["requests"] == []
+    shot = target.read_bytes()
+    assert shot.startswith(b"\x89PNG")
+    assert len(shot) > 50_000
