@@ -1,8 +1,19 @@
-"""Canonical JSONL in, findings JSONL out."""
+"""Canonical JSONL in, findings JSONL out (hash-chained, with a seal beside the file).
+
+Every findings line ends with two fields spec/findings.md does not list:
+``seq`` (the line's number, from 1) and ``prev_sha256`` (the sha256 of the
+previous line's bytes, without its newline; 64 zeros on the first line). A
+reader that ignores unknown fields still reads each line as a finding, and
+:func:`pumpguard.verify.verify_findings` can say which line was changed,
+deleted, inserted or moved. The seal (``FINDINGS.jsonl.seal``) records the
+count, the last line's hash and the rule pack, so a cut-off end shows too.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -17,10 +28,74 @@ from pumpguard.adapters.base import (
 )
 from pumpguard.adapters.common import describe_invalid
 from pumpguard.engine.events import Event, event_adapter
-from pumpguard.engine.findings import Finding
+from pumpguard.engine.findings import Finding, RulePackRef
 from pydantic import ValidationError
 
-__all__ = ["JsonlFindingSink", "JsonlSource"]
+__all__ = [
+    "GENESIS",
+    "SEAL_FORMAT",
+    "SEAL_SUFFIX",
+    "ChainState",
+    "JsonlFindingSink",
+    "JsonlSource",
+    "chain_line",
+    "line_sha256",
+    "seal_record",
+    "unchained",
+]
+
+GENESIS = "0" * 64
+"""What the first line records as the hash of its (absent) predecessor."""
+
+SEAL_SUFFIX = ".seal"
+SEAL_FORMAT = "pumpguard-findings-seal/1"
+_CHAIN_TAIL = ',"seq":'
+
+
+def line_sha256(line: str) -> str:
+    """The hash a line is chained by: sha256 of its UTF-8 bytes, newline excluded."""
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()
+
+
+def chain_line(body: str, seq: int, prev_sha256: str) -> str:
+    """A finding's JSON object with the chain fields appended as its last keys."""
+    if not body.endswith("}"):
+        raise ValueError("a finding line is a JSON object")
+    return f'{body[:-1]}{_CHAIN_TAIL}{seq},"prev_sha256":"{prev_sha256}"}}'
+
+
+def unchained(line: str) -> str:
+    """A findings line as it was before the chain: the same bytes a digest compares."""
+    at = line.rfind(_CHAIN_TAIL)
+    if at < 0 or '"prev_sha256":' not in line[at:]:
+        return line
+    return line[:at] + "}"
+
+
+class ChainState:
+    """The running chain: how many lines so far and the hash of the last."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_sha256 = GENESIS
+
+    def next_line(self, finding: Finding) -> str:
+        """The chained line for ``finding``; advances the chain."""
+        self.count += 1
+        line = chain_line(finding.to_json(), self.count, self.last_sha256)
+        self.last_sha256 = line_sha256(line)
+        return line
+
+
+def seal_record(chain: ChainState, pack: RulePackRef | None) -> str:
+    """The seal's text: count, last hash and the rule pack in force (one JSON object)."""
+    data = {
+        "format": SEAL_FORMAT,
+        "findings": chain.count,
+        "last_sha256": chain.last_sha256,
+        "rule_pack": pack.model_dump(mode="json") if pack is not None else None,
+    }
+    return json.dumps(data, sort_keys=True) + "\n"
 
 
 class JsonlSource(EventSource):
@@ -84,13 +159,17 @@ class JsonlSource(EventSource):
 
 
 class JsonlFindingSink(FindingSink):
-    """Findings as JSONL, one line each, flushed as they are raised."""
+    """Findings as JSONL, one chained line each, flushed as they are raised.
+
+    ``chain`` holds the count and last hash after the run, for the seal.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
+        self.chain = ChainState()
 
     def write(self, finding: Finding) -> None:
-        self._stream.write(finding.to_json() + "\n")
+        self._stream.write(self.chain.next_line(finding) + "\n")
 
     def close(self) -> None:
         self._stream.flush()

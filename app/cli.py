@@ -24,7 +24,18 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import structlog
-from pumpguard import __version__, cmd_journal, cmd_send, cmd_serve, drill, partition, pipeline
+from pumpguard import (
+    __version__,
+    cmd_journal,
+    cmd_send,
+    cmd_serve,
+    compare,
+    drill,
+    partition,
+    pipeline,
+    report_cmd,
+    verify,
+)
 from pumpguard.engine.errors import InputError, RulePackError, SinkError
 from pumpguard.engine.findings import Finding, Severity, rfc3339
 from pumpguard.engine.pack import CompiledPack, load_pack
@@ -89,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--pack", type=Path, default=None, help="rule pack folder (default: Blincyto)")
     rp.add_argument("--site", type=Path, help="site parameter file overriding pack parameters")
     rp.add_argument("--config", type=Path, help="adapter configuration (YAML)")
-
+    rp.add_argument("--report", type=Path, help="also write the HTML audit report here")
     rp.add_argument(
         "--sink",
         choices=["jsonl", "structlog", "hl7", "hl7-cr", "fhir"],
@@ -130,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_journal.add_parser(sub)
     cmd_send.add_parser(sub)
     cmd_serve.add_parser(sub)
+    for extra in (report_cmd, compare, verify):
+        extra.add_parser(sub)
     return parser
 
 
@@ -156,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_send.run(args)
         if args.command == "serve":
             return cmd_serve.run(args)
+        for extra in (report_cmd, compare, verify):
+            if args.command in extra.COMMANDS:
+                return int(extra.run(args))
     except pipeline.UsageError as exc:
         sys.stderr.write(f"pumpguard: error: {exc}\n")
         return EXIT_USAGE
@@ -216,7 +232,9 @@ def _load_pack(args: argparse.Namespace) -> CompiledPack:
 def cmd_replay(args: argparse.Namespace) -> int:
     rejects_path = _rejects_path(args)
     paths = pipeline.check_inputs(args.inputs)
-    pipeline.check_outputs(paths, {"--out": args.out, "--rejects": rejects_path})
+    pipeline.check_outputs(
+        paths, {"--out": args.out, "--rejects": rejects_path, "--report": args.report}
+    )
     config = pipeline.load_config(args.config)
     scale = partition.scale_from_args(args)
     pack = _load_pack(args)
@@ -237,6 +255,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             scale=scale,
             progress=progress,
         )
+        report_cmd.after_replay(args, stack, inputs, pack, result)
     s, report = result.stats, result.rejects
     log.info(
         "replay.done",

@@ -246,7 +246,7 @@ def replay_findings(
 
 
 def _comparable(rec: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in rec.items() if k not in ("late", "prev_sha256")}
+    return {k: v for k, v in rec.items() if k not in ("late", "prev_sha256", "seq")}
 
 
 def run(messages: int, connections: int, kills: int, seed: int) -> dict[str, object]:
