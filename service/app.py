@@ -122,6 +122,7 @@ class Service:
             on_outputs=self._outputs,
             snapshot_every_inputs=self.config.snapshot_every_inputs,
             snapshot_every_s=self.config.snapshot_every_s,
+            hold=dict.fromkeys(self.config.hold.codes, self.config.hold.grace_s),
         )
         from .ingest import MllpIngest
 
@@ -161,7 +162,10 @@ class Service:
             out = self.core.process(inp)
             if out:
                 self.journal.record_outputs(
-                    [*out.findings, *out.withdrawals], self.sink_names, position=inp.position
+                    [*out.findings, *out.withdrawals],
+                    self.sink_names,
+                    position=inp.position,
+                    hold=self.worker.hold,
                 )
             count += 1
         self.status.recovered_inputs = count

@@ -25,7 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -158,13 +158,20 @@ class Journal:
         return self._wait(lambda conn: ops.tick(conn, at))
 
     def record_outputs(
-        self, outputs: Sequence[Finding | Withdrawal], sinks: Sequence[str], *, position: int
+        self,
+        outputs: Sequence[Finding | Withdrawal],
+        sinks: Sequence[str],
+        *,
+        position: int,
+        hold: Mapping[str, float] | None = None,
     ) -> list[str]:
         """Journal each finding/withdrawal once (by id) and enqueue each new one for every
-        sink; returns the ids that were new. ``position``: the input that raised them."""
+        sink; returns the ids that were new. ``position``: the input that raised them;
+        ``hold``: grace periods by code (:func:`.journal_ops.record_outputs`)."""
         items = tuple(outputs)
         names = tuple(sinks)
-        return self._wait(lambda conn: ops.record_outputs(conn, items, names, position))
+        held = dict(hold or {})
+        return self._wait(lambda conn: ops.record_outputs(conn, items, names, position, held))
 
     def mark_delivered(self, sink: str, item_ids: Sequence[int], at: float) -> None:
         ids = tuple(item_ids)

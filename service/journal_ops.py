@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding, Withdrawal
@@ -138,8 +138,15 @@ def record_outputs(
     outputs: Sequence[Finding | Withdrawal],
     sinks: Sequence[str],
     position: int,
+    hold: Mapping[str, float] | None = None,
 ) -> tuple[list[str], list[JournalInput]]:
-    """Journal each output once (by its id); enqueue each new one for every sink."""
+    """Journal each output once (by its id); enqueue each new one for every sink.
+
+    ``hold`` maps finding codes to a grace period: such a finding is first due that
+    long after it was raised, and a withdrawal that comes while it still waits (never
+    attempted) ends it in silence: neither it nor the withdrawal reaches that sink.
+    """
+    hold = hold or {}
     row = conn.execute("SELECT at FROM inputs WHERE position = ?", (position,)).fetchone()
     if row is None:
         raise JournalError(f"no engine input at position {position}: outputs not recorded")
@@ -171,12 +178,39 @@ def record_outputs(
         if cur.rowcount == 0:
             continue  # journaled before (a replay after restart makes the same ids)
         out_row = _rowid(cur)
+        targets = list(dict.fromkeys(sinks))
+        due = recorded_at
+        if withdraws is not None:
+            targets = _unheld(conn, withdraws, targets, recorded_at)
+        else:
+            due += hold.get(output.code, 0.0)
         conn.executemany(
             "INSERT INTO outbox (sink, output, enqueued_at, next_at) VALUES (?, ?, ?, ?)",
-            [(sink, out_row, recorded_at, recorded_at) for sink in dict.fromkeys(sinks)],
+            [(sink, out_row, recorded_at, due) for sink in targets],
         )
         new.append(output_id)
     return new, []
+
+
+def _unheld(conn: sqlite3.Connection, finding_id: str, sinks: list[str], at: float) -> list[str]:
+    """The sinks a withdrawal must reach: all but those still holding the finding unsent."""
+    held = {
+        str(row[0])
+        for row in conn.execute(
+            "SELECT o.sink FROM outbox o JOIN outputs f ON f.id = o.output"
+            " WHERE f.output_id = ? AND o.delivered_at IS NULL AND o.attempts = 0"
+            " AND o.next_at > ?",
+            (finding_id, at),
+        )
+    }
+    if held:
+        conn.executemany(
+            "UPDATE outbox SET delivered_at = ?, last_error = 'withdrawn while held'"
+            " WHERE sink = ? AND delivered_at IS NULL AND output ="
+            " (SELECT id FROM outputs WHERE output_id = ?)",
+            [(at, sink, finding_id) for sink in held],
+        )
+    return [s for s in sinks if s not in held]
 
 
 def mark_delivered(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +37,12 @@ class OutputJournal(Protocol):
     def append_tick(self, at: float) -> object: ...
 
     def record_outputs(
-        self, outputs: Sequence[Finding | Withdrawal], sinks: Sequence[str], *, position: int
+        self,
+        outputs: Sequence[Finding | Withdrawal],
+        sinks: Sequence[str],
+        *,
+        position: int,
+        hold: Mapping[str, float] | None = None,
     ) -> list[str]: ...
 
     def save_snapshot(
@@ -70,6 +75,7 @@ class EngineWorker(threading.Thread):
         on_outputs: Callable[[Outputs], None] = lambda _o: None,
         snapshot_every_inputs: int = 20_000,
         snapshot_every_s: float = 60.0,
+        hold: Mapping[str, float] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="pumpguard-engine", daemon=True)
@@ -83,6 +89,7 @@ class EngineWorker(threading.Thread):
         self.snapshot_every_inputs = snapshot_every_inputs
         self.snapshot_every_s = snapshot_every_s
         self._mono = monotonic
+        self.hold = dict(hold or {})
         self.lock = threading.Lock()
         self.inbox: queue.Queue[LiveInput | _Stop | _Wake] = queue.Queue()
         self._tick_pending = False
@@ -145,7 +152,10 @@ class EngineWorker(threading.Thread):
             self._tick_pending = False
         if out:
             self.journal.record_outputs(
-                [*out.findings, *out.withdrawals], self.sinks, position=inp.position
+                [*out.findings, *out.withdrawals],
+                self.sinks,
+                position=inp.position,
+                hold=self.hold,
             )
             self.on_outputs(out)
         self.evaluated += 1

@@ -137,3 +137,29 @@ def test_only_a_rejected_message_can_be_remapped(journal: Journal) -> None:
         journal.remap(1, [event(99)], "accepted", None)
     with pytest.raises(JournalError, match="no message 42"):
         journal.remap(42, [event(99)], "accepted", None)
+
+
+def test_a_held_finding_is_due_only_after_its_grace_period(journal: Journal) -> None:
+    f = finding(1)
+    journal.record_outputs([f], ["hl7"], position=1, hold={"LINE_FLUSH": 900.0})
+    assert journal.outbox_due("hl7", 1001.0 + 899) == []
+    assert [i.output_id for i in journal.outbox_due("hl7", 1001.0 + 900)] == [f.finding_id]
+
+
+def test_a_withdrawal_while_held_reaches_no_sink_and_ends_the_finding(journal: Journal) -> None:
+    f = finding(1)
+    journal.record_outputs([f], ["hl7"], position=1, hold={"LINE_FLUSH": 900.0})
+    journal.append_wait(inbound(2, at=1100.0))
+    journal.record_outputs([withdrawal(f)], ["hl7"], position=2, hold={"LINE_FLUSH": 900.0})
+    assert journal.outbox_due("hl7", 10_000.0) == []
+    assert journal.backlog()["hl7"].pending == 0
+
+
+def test_a_withdrawal_of_a_finding_not_held_is_delivered(journal: Journal) -> None:
+    f = finding(1)
+    journal.record_outputs([f], ["hl7"], position=1, hold={"OTHER_CODE": 900.0})
+    journal.append_wait(inbound(2, at=1100.0))
+    w = withdrawal(f)
+    journal.record_outputs([w], ["hl7"], position=2, hold={"OTHER_CODE": 900.0})
+    due = [i.output_id for i in journal.outbox_due("hl7", 2000.0)]
+    assert due == [f.finding_id, w.withdrawal_id]
