@@ -140,7 +140,7 @@ class Server:
             self.proc.wait()
             return -9
 
-    async def ready(self, timeout_s: float = 60.0) -> float:
+    async def ready(self, timeout_s: float = 180.0) -> float:
         """Seconds until the MLLP port accepts."""
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < timeout_s:
