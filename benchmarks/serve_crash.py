@@ -254,7 +254,7 @@ def run(messages: int, connections: int, kills: int, seed: int) -> dict[str, obj
     pairs = make_messages(messages, seed)
     keep = os.environ.get("PUMPGUARD_CRASH_KEEP")
     with tempfile.TemporaryDirectory(prefix="pumpguard-crash-") as tmp:
-        workdir = Path(keep or tmp)
+        workdir = Path(keep) / f"kills-{kills}" if keep else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         server = Server(workdir, free_port())
         feeds = split(pairs, connections)
