@@ -63,6 +63,13 @@ __all__ = [
 
 log = structlog.get_logger("pumpguard.mllp")
 
+
+def _log(level: str, event: str, **fields: object) -> None:
+    """Log, never failing: a closed or broken log stream must not cost a peer its answer."""
+    with contextlib.suppress(Exception):
+        getattr(log, level)(event, **fields)
+
+
 _READ = 65536
 
 Handler = Callable[[bytes, str], Awaitable[bytes]]
@@ -224,12 +231,12 @@ class _Connection:
             await self._loop()
         except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
             self.stats.dropped += 1
-            log.info("mllp.dropped", peer=self.peer, error=str(exc))
+            _log("info", "mllp.dropped", peer=self.peer, error=str(exc))
         except asyncio.CancelledError:
             pass  # the server is closing
         except Exception:  # never let one connection's failure reach the server
             self.stats.dropped += 1
-            log.exception("mllp.connection_failed", peer=self.peer)
+            _log("exception", "mllp.connection_failed", peer=self.peer)
         finally:
             self.writer.close()
             with contextlib.suppress(Exception):
@@ -272,7 +279,8 @@ class _Connection:
             return True
         if why == "partial":
             self.stats.partial_closed += 1
-            log.info(
+            _log(
+                "info",
                 "mllp.half_sent_closed",
                 peer=self.peer,
                 pending_bytes=self.framer.pending(),
@@ -299,7 +307,7 @@ class _Connection:
                 return await self.handler(data, self.peer)
         except Exception as exc:
             self.stats.handler_errors += 1
-            log.exception("mllp.handler_failed", peer=self.peer)
+            _log("exception", "mllp.handler_failed", peer=self.peer)
             text = f"the message could not be processed ({type(exc).__name__}); send it again"
             return ack(data, "AE", text, error_code="207", now=self.clock())
         finally:
@@ -431,7 +439,7 @@ class MllpClient:
                         item = self._ready.pop(0)
                         if isinstance(item, Frame):
                             return item.data
-                        log.warning("mllp.client_unexpected", item=type(item).__name__)
+                        _log("warning", "mllp.client_unexpected", item=type(item).__name__)
                     data = await reader.read(_READ)
                     if not data:
                         msg = f"{self.host}:{self.port} closed the connection before answering"

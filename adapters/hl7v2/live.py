@@ -24,6 +24,7 @@ pumpguard does not take. The mapper is picklable (the service snapshots it).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -215,7 +216,8 @@ class MessageMapper:
         try:
             return self._map(data)
         except Exception as exc:  # a bug must cost one message an AE, not the listener
-            log.exception("hl7.live_mapping_failed", bytes=len(data))
+            with contextlib.suppress(Exception):  # a broken log stream must not cost the AE
+                log.exception("hl7.live_mapping_failed", bytes=len(data))
             text = f"internal error while mapping the message ({type(exc).__name__}); not read"
             return _Envelope(data).refuse(Decision("AE", "internal error", text, "207"))
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from pumpguard.adapters.common import make_event
 from pumpguard.adapters.config import AdapterConfig
 from pumpguard.adapters.hl7v2 import Hl7Writer, split_messages
@@ -200,7 +203,19 @@ def test_inbound_ack_is_read_but_not_answered():
     assert result.ack(NOW) == b""
 
 
-def test_a_mapping_bug_costs_one_message_an_ae_not_the_mapper(monkeypatch):
+@pytest.fixture(name="closed_log_stream")
+def _closed_log_stream() -> Iterator[None]:
+    """structlog printing to a closed file, as after a CLI run bound a stream that is gone."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    stream.close()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream))
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("closed_log_stream")
+def test_a_mapping_bug_costs_one_message_an_ae_even_when_logging_fails(monkeypatch):
     mapper = MessageMapper()
 
     def broken(*_: object) -> None:

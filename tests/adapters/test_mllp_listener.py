@@ -6,18 +6,20 @@ The handler is the one the service wraps around its journal: MessageMapper, then
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import shutil
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from pumpguard.adapters.hl7v2.ack import read_ack
 from pumpguard.adapters.hl7v2.live import MessageMapper
 from pumpguard.adapters.mllp import (
@@ -250,8 +252,20 @@ async def test_one_message_in_flight_per_connection():
     assert order == ["start", "end", "start", "end"]
 
 
+@pytest.fixture(name="closed_log_stream")
+def _closed_log_stream() -> Iterator[None]:
+    """structlog printing to a closed file, as after a CLI run bound a stream that is gone."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    stream.close()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream))
+    yield
+    structlog.configure(**saved)
+
+
 @pytest.mark.asyncio
-async def test_handler_failure_is_answered_ae_and_the_server_goes_on():
+@pytest.mark.usefixtures("closed_log_stream")
+async def test_handler_failure_is_answered_ae_even_when_logging_fails():
     calls = 0
 
     async def flaky(data: bytes, peer: str) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -81,15 +82,18 @@ async def test_send_raw_bad_input_prints_the_reason_and_exits_3(tmp_path):
     assert "LF, not CR" in lines[2][2]
 
 
-def test_send_to_nothing_listening_is_a_usage_error(tmp_path, capsys):
-    import socket
-
+@pytest.mark.asyncio
+async def test_send_to_nothing_listening_is_a_usage_error():
+    # A subprocess: asyncio.run in a sync test leaves pytest-asyncio a stray loop to warn about.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: the connection is refused
-        status = main(["send", str(IPEC), "--to", f"127.0.0.1:{port}", "--timeout", "2"])
+        status, out, err = await pumpguard_send(
+            str(IPEC), "--to", f"127.0.0.1:{port}", "--timeout", "2"
+        )
     assert status == 2
-    assert "cannot connect" in capsys.readouterr().err
+    assert "cannot connect" in err
+    assert out == ""
 
 
 def test_send_needs_host_and_port():
