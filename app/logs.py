@@ -14,6 +14,20 @@ import structlog
 __all__ = ["configure_logging"]
 
 
+class _StderrNow:
+    """Standard error as it is when a line is written, not as it was at configuration.
+
+    A long-running service and a test runner both replace ``sys.stderr``; a logger
+    holding the old one would write into a closed file.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, json_logs: bool | None = None, level: int = logging.INFO) -> None:
     """Send structlog output to stderr; JSON unless stderr is a terminal."""
     as_json = (not sys.stderr.isatty()) if json_logs is None else json_logs
@@ -29,6 +43,6 @@ def configure_logging(*, json_logs: bool | None = None, level: int = logging.INF
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_StderrNow()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
