@@ -9,8 +9,10 @@ few injected errors), then runs, each in a fresh process so peak RSS is its own:
 - engine:  validate + evaluate the already time-ordered stream (no replay index):
            shows whether the engine itself accumulates anything per event
 - replay:  the full ``pumpguard replay`` path (validate, spool, sort, evaluate)
+- stages:  microseconds per event of each stage (``stages.py``: instrumented, so slower)
 
-Prints medians over ``--repeat`` runs and the ratios to the baseline.
+With ``--baseline-python``, another checkout's engine and replay run on the same
+stream in the same run. Prints medians over ``--repeat`` runs and the ratios.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +28,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 CHILD = r"""
 import json, sys, time
@@ -50,16 +54,28 @@ elif mode == "engine":
 elif mode == "replay":
     import io
     from pathlib import Path
-    from pumpguard.cli import _RejectReport, run_replay
     from pumpguard.engine.pack import load_pack
     from pumpguard.rules import default_pack
     out = io.StringIO()
-    findings, engine, replay = run_replay([Path(path)], out, _RejectReport(None), load_pack(default_pack()))
-    n = replay.stats.evaluated
+    pack = load_pack(default_pack())
+    try:
+        from pumpguard.pipeline import RejectReport, audit
+    except ImportError:  # older commits (the baseline): the CLI module held the replay
+        from pumpguard.cli import _RejectReport, run_replay
+        findings, engine, replay = run_replay([Path(path)], out, _RejectReport(None), pack)
+        n = replay.stats.evaluated
+    else:
+        n = audit([Path(path)], pack, out=out, rejects=RejectReport(None)).stats.evaluated
+elif mode == "stages":
+    from stages import breakdown
+    n, stages = breakdown(path)
 dt = time.perf_counter() - t
 # VmHWM is this address space's peak; ru_maxrss would carry the parent's peak across exec.
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({"n": n, "s": dt, "rss_mb": hwm / 1024}))
+result = {"n": n, "s": dt, "rss_mb": hwm / 1024}
+if mode == "stages":
+    result["stages"] = stages
+print(json.dumps(result))
 """
 
 
@@ -102,39 +118,69 @@ def generate(path: Path, target_events: int, patients: int | None = None) -> int
     return total
 
 
-def measure(mode: str, path: Path) -> dict[str, float]:
+def measure(mode: str, path: Path, python: str = sys.executable) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(path)], capture_output=True, text=True, check=True
+        [python, "-c", CHILD, mode, str(path)], capture_output=True, text=True, check=True, env=env
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--modes", default="parse,engine,replay")
+    ap.add_argument("--modes", default="parse,engine,replay,stages")
     ap.add_argument("--patients", type=int, default=None, help="fixed number of patients")
+    ap.add_argument(
+        "--baseline-python",
+        default=None,
+        help="another checkout's interpreter: its engine and replay are measured on the same stream",
+    )
     args = ap.parse_args()
+    modes = [(m, sys.executable) for m in args.modes.split(",")]
+    if args.baseline_python:
+        modes += [(m, args.baseline_python) for m in ("engine", "replay") if m in args.modes]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stream.jsonl"
         t = time.perf_counter()
         n = generate(path, args.events, args.patients)
         size_mb = path.stat().st_size / 1e6
         print(f"generated {n:,} events ({size_mb:.1f} MB) in {time.perf_counter() - t:.1f} s")
-        results: dict[str, list[dict[str, float]]] = {}
+        results: dict[str, list[dict[str, Any]]] = {}
         for _ in range(args.repeat):  # interleaved, so machine noise hits every mode alike
-            for mode in args.modes.split(","):
-                results.setdefault(mode, []).append(measure(mode, path))
+            for mode, python in modes:
+                label = mode if python == sys.executable else f"base-{mode}"
+                results.setdefault(label, []).append(measure(mode, path, python))
+    report(results)
+
+
+def report(results: dict[str, list[dict[str, Any]]]) -> None:
+    """Medians per mode, ratios to parse and to the baseline checkout, and the stage table."""
     base = (
         statistics.median(r["n"] / r["s"] for r in results["parse"]) if "parse" in results else None
     )
-    print(f"\n{'mode':8} {'events/s (median)':>18} {'x slower than parse':>20} {'peak RSS MB':>12}")
+    print(
+        f"\n{'mode':12} {'events/s (median)':>18} {'x slower than parse':>20} {'peak RSS MB':>12}"
+    )
+    rates: dict[str, float] = {}
     for mode, runs in results.items():
-        rate = statistics.median(r["n"] / r["s"] for r in runs)
+        if mode == "stages":
+            continue
+        rate = rates[mode] = statistics.median(r["n"] / r["s"] for r in runs)
         rss = statistics.median(r["rss_mb"] for r in runs)
         ratio = f"{base / rate:.1f}" if base else "-"
-        print(f"{mode:8} {rate:18,.0f} {ratio:>20} {rss:12.1f}")
+        print(f"{mode:12} {rate:18,.0f} {ratio:>20} {rss:12.1f}")
+    for mode in ("engine", "replay"):
+        if mode in rates and f"base-{mode}" in rates:
+            print(f"{mode}: {rates[mode] / rates[f'base-{mode}']:.2f} x the baseline checkout")
+    if "stages" in results:
+        print(f"\n{'stage (instrumented run)':26} {'us/event (median)':>18}")
+        names = results["stages"][0]["stages"]
+        for name in names:
+            us = statistics.median(r["stages"][name] for r in results["stages"])
+            print(f"{name:26} {us:18.1f}")
 
 
 if __name__ == "__main__":

@@ -58,9 +58,11 @@ def event_fields(event: Event) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in _READABLE.get(event.type, ()):
         value = getattr(event, name)
-        if value is None:
-            continue
-        out[name] = rule_value(value.value if isinstance(value, Enum) else value)
+        kind = type(value)
+        if kind is float or kind is str or kind is bool:  # the common case, as it is
+            out[name] = value
+        elif value is not None:
+            out[name] = rule_value(value.value if isinstance(value, Enum) else value)
     return out
 
 
@@ -90,6 +92,9 @@ class Engine:
             for t in rule.spec.on:
                 self._by_type.setdefault(t, []).append(rule)
         self._host = RuleHost.for_rules(self._by_type)
+        # Looked up per event: each rule's id, and the episode group of rules that keep one.
+        self._ids_by_type = {t: [(r, r.id) for r in rs] for t, rs in self._by_type.items()}
+        self._once_groups = {r.id: _episode_group(r) for r in rules if r.spec.once_keys}
         self._patients: dict[str, PatientState] = {}
         self._deadlines = DeadlineQueue()
         self._params = {k: v for k, v in pack.params.items() if not isinstance(v, list | dict)}
@@ -286,9 +291,10 @@ class Engine:
             "params": self._params,
         }
         # An episode ends only where no rule of its group matched the same event.
-        seen = {_episode_group(r) for r in rules if r.id in matched and r.spec.once_keys}
-        for rule in rules:
-            if rule.id not in matched:
+        groups = self._once_groups
+        seen = {groups[rid] for rid in matched if rid in groups}
+        for rule, rule_id in self._ids_by_type[etype]:
+            if rule_id not in matched:
                 if self.observer is not None:
                     self.observer.not_matched(rule, patient.patient_id, env, ts, evidence)
                 continue

@@ -96,8 +96,31 @@ def check_message(message: dict[str, Any]) -> dict[str, Any]:
     """Refuse anything durable-rules mishandles; return the message unchanged.
 
     The engine builds messages itself, so a failure here is an engine bug and is
-    raised, never posted.
+    raised, never posted. Messages are two levels deep (namespaces of scalars):
+    that shape is checked by type in one pass; anything else, or any value in
+    doubt, takes the full walk, which says what is wrong.
     """
+    count = 0
+    for value in message.values():
+        inner = value.values() if type(value) is dict else (value,)
+        count += len(inner)
+        for v in inner:
+            kind = type(v)
+            if kind is float:
+                if v - v != 0.0:  # inf or NaN
+                    return _check_deep(message)
+            elif kind is str:
+                if len(v) > MAX_STRING:
+                    return _check_deep(message)
+            elif kind is not bool and v is not None:
+                return _check_deep(message)
+    if count > MAX_PROPERTIES:
+        return _check_deep(message)
+    return message
+
+
+def _check_deep(message: dict[str, Any]) -> dict[str, Any]:
+    """The full walk: every leaf at any depth, with a reason for the first one refused."""
     count = 0
     stack: list[Any] = [message]
     while stack:

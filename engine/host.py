@@ -121,6 +121,26 @@ def _holds(plan: Plan, fired: set[str]) -> bool:
     return any(_holds(p, fired) for p in parts)
 
 
+Test = Callable[[set[str]], bool]
+"""A plan compiled to a test of the set of parts that fired."""
+
+
+def compile_plan(plan: Plan) -> Test:
+    """The plan as one test (what :func:`_holds` says, without walking the plan per message)."""
+    if isinstance(plan, str):
+        return lambda fired: plan in fired
+    op, parts = plan
+    if all(isinstance(p, str) for p in parts):
+        names = frozenset(parts)
+        if op == "$and":
+            return names.issubset
+        return lambda fired: not names.isdisjoint(fired)
+    tests = [compile_plan(p) for p in parts]
+    if op == "$and":
+        return lambda fired: all(t(fired) for t in tests)
+    return lambda fired: any(t(fired) for t in tests)
+
+
 def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
     """Split a condition too large for one ruleset into parts that fit.
 
@@ -154,6 +174,10 @@ def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
     return parts[0] if len(parts) == 1 else (op, parts)
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+"""The message as JSON text for durable-rules (the gate already refused what would not encode)."""
+
+
 def _fired_rule(action: str) -> str:
     """The rule key a native firing names: the first key of its JSON text.
 
@@ -171,6 +195,23 @@ def _pattern(rule: CompiledRule) -> dict[str, Any]:
     trigger = types[0] if len(types) == 1 else {"$or": types}
     cond = None if rule.condition.durable is None else flatten_logic(rule.condition.durable)
     return trigger if cond is None else {"$and": [trigger, cond]}
+
+
+FIRING_CAP = 4096
+"""Frames one firing may carry: more than any condition's ``$or`` paths, so a part fires once.
+
+durable-rules expands every ``$or`` into its own path through the network, and a
+message that satisfies several disjuncts completes the rule once per path: a
+condition like ``(a or b) and (c or d) and (e or f)`` fired up to eight times for
+one message, each firing a native call that decides nothing new. With ``cap`` a
+rule delivers all its completed frames in one firing; which rules fired, and so
+every decision, is unchanged.
+"""
+
+
+def _rule_body(expr: dict[str, Any], action: str) -> dict[str, Any]:
+    """One durable-rules rule: a single pattern, all its matches delivered in one firing."""
+    return {"all": [{"m": expr}], "cap": FIRING_CAP, "run": action}
 
 
 def _not_run(_closure: Any) -> None:
@@ -202,17 +243,21 @@ class RuleHost:
         actions: dict[str, Callable[..., None]] = {}
         self._plans: dict[str, Plan] = {}
         self._parts: dict[str, dict[str, Any]] = {}
+        self._whole: dict[str, str] = {}  # part -> rule, for rules that are one part
         self._actions: dict[tuple[str, str], str] = {}
         for rule_id, cond in conditions:
             pattern: dict[str, Any] = {"$ex": {"type": 1}} if cond is None else cond
             parts: dict[str, Any] = {}
-            self._plans[rule_id] = split(pattern, rule_id, parts)
+            self._plans[rule_id] = plan = split(pattern, rule_id, parts)
+            if isinstance(plan, str):
+                self._whole[plan] = rule_id
             self._parts.update(parts)
             for part, expr in parts.items():  # a ruleset per part, for ungrouped use
-                definitions[part] = {part: {"all": [{"m": expr}], "run": part}}
+                definitions[part] = {part: _rule_body(expr, part)}
                 actions[part] = _not_run
                 self._actions[(part, part)] = part
         self._groups: dict[tuple[str, ...], str] = {}
+        self._split_of: dict[str, tuple[tuple[str, Test], ...]] = {}  # group -> its split rules
         for n, group in enumerate(groups):
             ids = tuple(group)
             name = f"group#{n}"
@@ -220,11 +265,13 @@ class RuleHost:
             for rule_id in ids:
                 for part in _leaves(self._plans[rule_id]):
                     key = f"k{len(body)}"
-                    body[key] = {"all": [{"m": self._parts[part]}], "run": f"{name}:{key}"}
+                    body[key] = _rule_body(self._parts[part], f"{name}:{key}")
                     actions[f"{name}:{key}"] = _not_run
                     self._actions[(name, key)] = part
             definitions[name] = body
             self._groups[ids] = name
+            split_ids = [r for r in ids if not isinstance(self._plans[r], str)]
+            self._split_of[name] = tuple((r, compile_plan(self._plans[r])) for r in split_ids)
         self.definitions = definitions
         self._host = _Host(definitions, actions) if definitions else None
         self._types: dict[str, tuple[str, ...]] = {}
@@ -303,19 +350,26 @@ class RuleHost:
         name = self._groups.get(ids)
         if name is None:
             return self._one_by_one(ids, message)
+        fired = self._fired(name, ids, message)
+        whole = self._whole  # a rule of one part holds where its part fired
+        held = {whole[part] for part in fired if part in whole}
+        held.update(r for r, holds in self._split_of[name] if holds(fired))
+        return [r for r in ids if r in held]
+
+    def _fired(self, name: str, ids: tuple[str, ...], message: dict[str, Any]) -> set[str]:
+        """The parts of group ``name`` that fired (any failure raised as RuleEvaluationError)."""
         try:
-            fired = set(self._assert_fact(name, self._text(message)))
+            return set(self._assert_fact(name, self._text(message)))
         except RuleEvaluationError:
             raise
         except Exception as exc:
             msg = f"durable-rules failed evaluating {', '.join(ids)}: {exc!r}"
             raise RuleEvaluationError(msg, rule_id=ids[0] if len(ids) == 1 else None) from exc
-        return [r for r in ids if _holds(self._plans[r], fired)]
 
     def _text(self, message: dict[str, Any]) -> str:
         self._seq += 1
         message["id"] = str(self._seq)
-        text = json.dumps(message, ensure_ascii=False)
+        text = _encode(message)
         del message["id"]
         return text
 

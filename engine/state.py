@@ -495,9 +495,11 @@ class PatientState:
 
 
 def _put(s: dict[str, Any], name: str, value: Any) -> None:
-    if value is None:
-        return
-    s[name] = rule_value(value)
+    kind = type(value)
+    if kind is float or kind is str or kind is bool:  # the common case, as it is
+        s[name] = value
+    elif value is not None:
+        s[name] = rule_value(value)
 
 
 def _num(value: float) -> str:
