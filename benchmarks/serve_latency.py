@@ -67,17 +67,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def messages(count: int, seed: int = 7) -> list[bytes]:
-    """PCD messages of a drill population (unique control ids), cycled to ``count``."""
-    gen = generate_population(max(4, count // 80), 0.3, seed=seed)
-    writer = Hl7Writer()
-    out: list[bytes] = []
-    for line in gen.lines:
-        try:
-            out.extend(m.encode() for m in writer.render(event_adapter.validate_json(line)))
-        except UnsupportedEvent:
-            continue
-    return out[:count]
+def messages(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    """(patient, message) of a drill population's HL7 (unique control ids), at most ``count``."""
+    patients = max(4, count // 60)
+    while True:
+        gen = generate_population(patients, 0.3, seed=seed)
+        writer = Hl7Writer()
+        out: list[tuple[str, bytes]] = []
+        for line in gen.lines:
+            e = event_adapter.validate_json(line)
+            try:
+                out.extend((e.patient_id, m.encode()) for m in writer.render(e))
+            except UnsupportedEvent:
+                continue
+        if len(out) >= count:
+            return out[:count]
+        patients = patients * 2
 
 
 async def wait_port(port: int, timeout_s: float = 60) -> None:
@@ -92,9 +97,17 @@ async def wait_port(port: int, timeout_s: float = 60) -> None:
     raise TimeoutError(port)
 
 
-async def load(port: int, msgs: list[bytes], rate: float, connections: int) -> list[float]:
-    """Open-loop send; latencies (s) from each message's due time to its ACK."""
-    per = [msgs[i::connections] for i in range(connections)]
+async def load(
+    port: int, msgs: list[tuple[str, bytes]], rate: float, connections: int
+) -> list[float]:
+    """Open-loop send; latencies (s) from each message's due time to its ACK.
+
+    Each patient's messages stay on one connection, in order (as a pump server sends).
+    """
+    where: dict[str, int] = {}
+    per: list[list[bytes]] = [[] for _ in range(connections)]
+    for patient, m in msgs:
+        per[where.setdefault(patient, len(where) % connections)].append(m)
     interval = connections / rate
     start = time.perf_counter() + 0.2
     latencies: list[float] = []
@@ -158,7 +171,7 @@ def event_to_finding(path: Path) -> list[float]:
     return [float(r[0]) for r in rows]
 
 
-def run_serve(msgs: list[bytes], rate: float, connections: int) -> dict[str, object]:
+def run_serve(msgs: list[tuple[str, bytes]], rate: float, connections: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="pumpguard-lat-") as tmp:
         workdir = Path(tmp)
         port = free_port()
@@ -181,7 +194,7 @@ def run_serve(msgs: list[bytes], rate: float, connections: int) -> dict[str, obj
         }
 
 
-def run_bare(msgs: list[bytes], rate: float, connections: int) -> dict[str, object]:
+def run_bare(msgs: list[tuple[str, bytes]], rate: float, connections: int) -> dict[str, object]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
     try:
