@@ -25,6 +25,7 @@ from pumpguard.simulations.generator import Generated, generate
 from pumpguard.simulations.montecarlo import generate_population
 from pumpguard.simulations.protocol import Protocol, load_protocol
 from pumpguard.simulations.scenario import (
+    Scenario,
     ScenarioError,
     catalogue_dir,
     iter_scenario_files,
@@ -121,37 +122,16 @@ def run(args: argparse.Namespace) -> int:
     status = EXIT_OK
     text = args.json is None or str(args.json) != "-"
     for f in files:
-        try:
-            scenario = load_scenario(f)
-        except ScenarioError as exc:
-            sys.stderr.write(f"pumpguard drill: {exc}\n")
+        made = _generate_scenario(f, args, packs)
+        if made is None:
             return EXIT_USAGE
-        site = str(scenario.site_file) if scenario.site_file is not None else None
-        key = (scenario.patient.edition, site)
-        try:
-            if key not in packs:
-                packs[key] = load_protocol(key[0], site, args.pack)
-            pack, protocol = packs[key]
-            t0 = time.perf_counter()
-            gen = generate(scenario, protocol, seed=args.seed)
-        except (ValueError, RulePackError) as exc:
-            sys.stderr.write(f"pumpguard drill: {f}: {exc}\n")
-            return EXIT_USAGE
-        gen_s = time.perf_counter() - t0
+        scenario, pack, gen, gen_s = made
         streams.extend(gen.lines)
         if args.generate_only:
             continue
-        result = run_engine(gen.lines, pack)
-        sc = score(gen, result.findings, raisable_codes(pack))
-        rep = _report(scenario.name, gen, sc, gen_s, result.seconds, result.events)
-        rep["description"] = scenario.description
+        rep, outcome = _score_scenario(scenario, pack, gen, gen_s, text)
         reports.append(rep)
-        if text:
-            _print_scenario(rep, sc)
-        if sc.missed or sc.false_findings:
-            status = max(status, EXIT_MISSED)
-        if result.engine_errors:
-            status = EXIT_ENGINE
+        status = max(status, outcome)
     if args.out is not None:
         _write_stream(args.out, sorted(streams, key=_ts_key), args.format)
     if args.generate_only:
@@ -162,6 +142,52 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         _write_json(args.json, {"scenarios": reports, "summary": total})
     return status
+
+
+def _generate_scenario(
+    f: Path,
+    args: argparse.Namespace,
+    packs: dict[tuple[str, str | None], tuple[CompiledPack, Protocol]],
+) -> tuple[Scenario, CompiledPack, Generated, float] | None:
+    """Load one scenario and generate its stream (packs cached per edition and site).
+
+    None (after saying why on stderr) when the scenario or its pack cannot be used.
+    """
+    try:
+        scenario = load_scenario(f)
+    except ScenarioError as exc:
+        sys.stderr.write(f"pumpguard drill: {exc}\n")
+        return None
+    site = str(scenario.site_file) if scenario.site_file is not None else None
+    key = (scenario.patient.edition, site)
+    try:
+        if key not in packs:
+            packs[key] = load_protocol(key[0], site, args.pack)
+        pack, protocol = packs[key]
+        t0 = time.perf_counter()
+        gen = generate(scenario, protocol, seed=args.seed)
+    except (ValueError, RulePackError) as exc:
+        sys.stderr.write(f"pumpguard drill: {f}: {exc}\n")
+        return None
+    return scenario, pack, gen, time.perf_counter() - t0
+
+
+def _score_scenario(
+    scenario: Scenario, pack: CompiledPack, gen: Generated, gen_s: float, text: bool
+) -> tuple[dict[str, Any], int]:
+    """Evaluate and score one generated stream: its report and the exit status it earns."""
+    result = run_engine(gen.lines, pack)
+    sc = score(gen, result.findings, raisable_codes(pack))
+    rep = _report(scenario.name, gen, sc, gen_s, result.seconds, result.events)
+    rep["description"] = scenario.description
+    if text:
+        _print_scenario(rep, sc)
+    outcome = EXIT_OK
+    if sc.missed or sc.false_findings:
+        outcome = EXIT_MISSED
+    if result.engine_errors:
+        outcome = EXIT_ENGINE
+    return rep, outcome
 
 
 def _montecarlo(args: argparse.Namespace) -> int:

@@ -178,25 +178,39 @@ def _premed_due(pop: Population, m: Moment) -> bool:
 
 def compliance(pop: Population, findings: Sequence[Finding]) -> list[Compliance]:
     """Compliance per requirement, each with its numerator and denominator."""
-    out = []
+    return [
+        _reinitiation(pop, findings),
+        _bag_time(pop, findings),
+        _hospitalization(pop, findings),
+        _premedication(pop, findings),
+        _line_flush(pop, findings),
+    ]
+
+
+def _reinitiation(pop: Population, findings: Sequence[Finding]) -> Compliance:
+    """Long restarts that were not cited as unsupervised."""
     restarts = pop.moments("long_restart")
     bad = cited(findings, "REINITIATION_UNSUPERVISED")
     ok = sum((m.patient_id, m.event_id) not in bad for m in restarts)
-    out.append(
-        Compliance(
-            "R-REINIT",
-            f"supervised reinitiations (after \u2265 {pop.params.reinit_threshold_h:g} h)",
-            ok,
-            len(restarts),
-            "REINITIATION_UNSUPERVISED",
-        )
+    return Compliance(
+        "R-REINIT",
+        f"supervised reinitiations (after \u2265 {pop.params.reinit_threshold_h:g} h)",
+        ok,
+        len(restarts),
+        "REINITIATION_UNSUPERVISED",
     )
+
+
+def _bag_time(pop: Population, findings: Sequence[Finding]) -> Compliance:
+    """Bags changed without an overdue finding."""
     over = flagged_bags(pop, findings, "BAG_OVERDUE")
-    out.append(
-        Compliance(
-            "R-BAG-TIME", "on-time bag changes", pop.bags - len(over), pop.bags, "BAG_OVERDUE"
-        )
+    return Compliance(
+        "R-BAG-TIME", "on-time bag changes", pop.bags - len(over), pop.bags, "BAG_OVERDUE"
     )
+
+
+def _hospitalization(pop: Population, findings: Sequence[Finding]) -> Compliance:
+    """Cycle 1 and 2 starts with no hospitalization finding falling in that cycle."""
     windows = [m for p in pop.patients.values() for m in p.cycles if m.cycle in (1, 2)]
     missed = set()
     for f in findings:
@@ -206,15 +220,17 @@ def compliance(pop: Population, findings: Sequence[Finding]) -> list[Compliance]
             if i is not None:
                 missed.add((f.patient_id, tl.cycles[i].ts))
     kept = sum((m.patient_id, m.ts) not in missed for m in windows)
-    out.append(
-        Compliance(
-            "R-HOSP",
-            "hospitalization windows kept (cycles 1 and 2)",
-            kept,
-            len(windows),
-            "HOSPITALIZATION_REQUIRED",
-        )
+    return Compliance(
+        "R-HOSP",
+        "hospitalization windows kept (cycles 1 and 2)",
+        kept,
+        len(windows),
+        "HOSPITALIZATION_REQUIRED",
     )
+
+
+def _premedication(pop: Population, findings: Sequence[Finding]) -> Compliance:
+    """Moments that called for premedication (each counted once) not cited as missing it."""
     due = list(
         {
             (m.patient_id, m.event_id): m
@@ -225,23 +241,22 @@ def compliance(pop: Population, findings: Sequence[Finding]) -> list[Compliance]
     )
     no_premed = cited(findings, "PREMEDICATION_MISSING")
     given = sum((m.patient_id, m.event_id) not in no_premed for m in due)
-    out.append(
-        Compliance(
-            "R-PREMED",
-            "premedication given (cycle starts, step-ups, long restarts)",
-            given,
-            len(due),
-            "PREMEDICATION_MISSING",
-        )
+    return Compliance(
+        "R-PREMED",
+        "premedication given (cycle starts, step-ups, long restarts)",
+        given,
+        len(due),
+        "PREMEDICATION_MISSING",
     )
+
+
+def _line_flush(pop: Population, findings: Sequence[Finding]) -> Compliance:
+    """Bags with no line flush finding."""
     flushed = flagged_bags(pop, findings, "LINE_FLUSH")
-    out.append(
-        Compliance(
-            "R-FLUSH",
-            "bags without a line flush incident",
-            pop.bags - len(flushed),
-            pop.bags,
-            "LINE_FLUSH",
-        )
+    return Compliance(
+        "R-FLUSH",
+        "bags without a line flush incident",
+        pop.bags - len(flushed),
+        pop.bags,
+        "LINE_FLUSH",
     )
-    return out

@@ -26,7 +26,7 @@ from .compiler import (
     deadline_carry,
 )
 from .errors import ExprError, RulePackError
-from .expr import parse_macros
+from .expr import Kind, parse_macros
 from .findings import RulePackRef
 from .schema import PackSpec, RuleSpec, SiteSpec
 from .state import StateConfig, state_fields
@@ -112,69 +112,12 @@ def load_pack(
     digest = hashlib.sha256()
     digest.update(pack_file.read_bytes())
     chosen = edition or spec.default_edition
-    if chosen not in spec.editions:
-        known = ", ".join(sorted(spec.editions))
-        msg = f"unknown edition {chosen!r} for pack {spec.name} (known: {known})"
-        raise RulePackError(msg, source=str(pack_file))
-    missing = [p for p in ENGINE_PARAMETERS if p not in spec.parameters]
-    if missing:
-        msg = f"{pack_file}: parameters the engine needs are missing: {', '.join(missing)}"
-        raise RulePackError(msg, source=str(pack_file))
-    for code in spec.codes:
-        if not code.replace("_", "").isalnum() or not code.isupper():
-            msg = f"{pack_file}: code {code!r} must be UPPER_SNAKE_CASE"
-            raise RulePackError(msg, source=str(pack_file))
-
-    params: dict[str, Any] = {k: v.value for k, v in spec.parameters.items()}
-    _override(params, spec.editions[chosen].parameters, f"{pack_file}: edition {chosen}")
-    site_name = None
-    if site_file is not None:
-        site_path = Path(site_file)
-        site_data, _ = _load_yaml(site_path)
-        try:
-            site = SiteSpec.model_validate(site_data)
-        except ValidationError as exc:
-            raise _schema_error(str(site_path), exc) from None
-        _override(params, site.parameters, str(site_path))
-        site_name = site.site
-
+    _check_pack(spec, chosen, pack_file)
+    params, site_name = _parameters(spec, chosen, pack_file, site_file)
     cfg = StateConfig.from_params(params)
     fields = state_fields(list(cfg.premed_drugs))
-    specs: list[tuple[RuleSpec, str]] = []
-    for name in spec.rule_files:
-        rule_path = root / name
-        digest.update(b"\x00" + name.encode() + b"\x00")
-        digest.update(rule_path.read_bytes() if rule_path.is_file() else b"")
-        rdata, lines = _load_yaml(rule_path)
-        items = (rdata or {}).get("rules") if isinstance(rdata, dict) else None
-        if not isinstance(items, list):
-            msg = f"{rule_path}: expected a top-level 'rules:' list"
-            raise RulePackError(msg, source=str(rule_path))
-        for i, item in enumerate(items):
-            where = f"{rule_path}:{lines.get(i, 1)}"
-            try:
-                specs.append((RuleSpec.model_validate(item), where))
-            except ValidationError as exc:
-                raise _schema_error(where, exc) from None
-
-    carried = deadline_carry(specs)
-    try:
-        macros = parse_macros(spec.conditions)
-    except ExprError as exc:
-        msg = f"{pack_file}: conditions: {exc}"
-        raise RulePackError(msg, source=str(pack_file)) from None
-    compiled: list[CompiledRule] = []
-    seen: set[str] = set()
-    for rule, where in specs:
-        if rule.id in seen:
-            msg = f"{where}: duplicate rule id {rule.id}"
-            raise RulePackError(msg, source=where)
-        seen.add(rule.id)
-        if rule.editions is not None and chosen not in rule.editions:
-            check_editions(rule, spec, where)
-            continue
-        compiled.append(compile_rule(rule, where, spec, params, fields, carried, macros))
-    check_episodes(specs)
+    specs = _read_rules(root, spec, digest)
+    compiled = _compile_rules(specs, spec, chosen, params, fields, pack_file)
 
     in_force = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
     ref = RulePackRef(
@@ -195,6 +138,92 @@ def load_pack(
         state_config=cfg,
         path=root,
     )
+
+
+def _check_pack(spec: PackSpec, chosen: str, pack_file: Path) -> None:
+    """Refuse an unknown edition, missing engine parameters, or a badly spelt code."""
+    if chosen not in spec.editions:
+        known = ", ".join(sorted(spec.editions))
+        msg = f"unknown edition {chosen!r} for pack {spec.name} (known: {known})"
+        raise RulePackError(msg, source=str(pack_file))
+    missing = [p for p in ENGINE_PARAMETERS if p not in spec.parameters]
+    if missing:
+        msg = f"{pack_file}: parameters the engine needs are missing: {', '.join(missing)}"
+        raise RulePackError(msg, source=str(pack_file))
+    for code in spec.codes:
+        if not code.replace("_", "").isalnum() or not code.isupper():
+            msg = f"{pack_file}: code {code!r} must be UPPER_SNAKE_CASE"
+            raise RulePackError(msg, source=str(pack_file))
+
+
+def _parameters(
+    spec: PackSpec, chosen: str, pack_file: Path, site_file: str | Path | None
+) -> tuple[dict[str, Any], str | None]:
+    """Parameters in force: the pack's, then the edition's, then the site's (and its name)."""
+    params: dict[str, Any] = {k: v.value for k, v in spec.parameters.items()}
+    _override(params, spec.editions[chosen].parameters, f"{pack_file}: edition {chosen}")
+    site_name = None
+    if site_file is not None:
+        site_path = Path(site_file)
+        site_data, _ = _load_yaml(site_path)
+        try:
+            site = SiteSpec.model_validate(site_data)
+        except ValidationError as exc:
+            raise _schema_error(str(site_path), exc) from None
+        _override(params, site.parameters, str(site_path))
+        site_name = site.site
+    return params, site_name
+
+
+def _read_rules(root: Path, spec: PackSpec, digest: Any) -> list[tuple[RuleSpec, str]]:
+    """Every rule in the pack's rule files, with where it was written; each feeds the digest."""
+    specs: list[tuple[RuleSpec, str]] = []
+    for name in spec.rule_files:
+        rule_path = root / name
+        digest.update(b"\x00" + name.encode() + b"\x00")
+        digest.update(rule_path.read_bytes() if rule_path.is_file() else b"")
+        rdata, lines = _load_yaml(rule_path)
+        items = (rdata or {}).get("rules") if isinstance(rdata, dict) else None
+        if not isinstance(items, list):
+            msg = f"{rule_path}: expected a top-level 'rules:' list"
+            raise RulePackError(msg, source=str(rule_path))
+        for i, item in enumerate(items):
+            where = f"{rule_path}:{lines.get(i, 1)}"
+            try:
+                specs.append((RuleSpec.model_validate(item), where))
+            except ValidationError as exc:
+                raise _schema_error(where, exc) from None
+    return specs
+
+
+def _compile_rules(
+    specs: list[tuple[RuleSpec, str]],
+    spec: PackSpec,
+    chosen: str,
+    params: dict[str, Any],
+    fields: Mapping[str, tuple[Kind, str]],
+    pack_file: Path,
+) -> list[CompiledRule]:
+    """Compile the rules of the chosen edition; refuse duplicate ids and bad episodes."""
+    carried = deadline_carry(specs)
+    try:
+        macros = parse_macros(spec.conditions)
+    except ExprError as exc:
+        msg = f"{pack_file}: conditions: {exc}"
+        raise RulePackError(msg, source=str(pack_file)) from None
+    compiled: list[CompiledRule] = []
+    seen: set[str] = set()
+    for rule, where in specs:
+        if rule.id in seen:
+            msg = f"{where}: duplicate rule id {rule.id}"
+            raise RulePackError(msg, source=where)
+        seen.add(rule.id)
+        if rule.editions is not None and chosen not in rule.editions:
+            check_editions(rule, spec, where)
+            continue
+        compiled.append(compile_rule(rule, where, spec, params, fields, carried, macros))
+    check_episodes(specs)
+    return compiled
 
 
 def _override(params: dict[str, Any], new: Mapping[str, Any], where: str) -> None:

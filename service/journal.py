@@ -13,7 +13,8 @@ batch's new inputs to the live core in position order, and recovery replays
 
 Records and errors are in :mod:`.journal_records` (re-exported here); the writes in
 :mod:`.journal_ops`, the reads in :mod:`.journal_reads`, the schema in
-:mod:`.journal_schema`.
+:mod:`.journal_schema`, and how the writer runs one batch's writes in
+:mod:`.journal_batch`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding, Withdrawal
 from pumpguard.service import journal_ops as ops
 from pumpguard.service import journal_reads as reads
+from pumpguard.service.journal_batch import Op, Write, apply_writes, settle
 from pumpguard.service.journal_records import (
     OUTCOMES,
     Appended,
@@ -77,15 +78,6 @@ log = structlog.get_logger("pumpguard.journal")
 
 T = TypeVar("T")
 OnCommit = Callable[[list[JournalInput]], None]
-_Write = Callable[[sqlite3.Connection], tuple[Any, list[JournalInput]]]
-
-
-@dataclass(slots=True)
-class _Op:
-    write: _Write
-    future: concurrent.futures.Future[Any]
-
-
 _STOP = object()
 
 
@@ -123,7 +115,7 @@ class Journal:
         self._fatal: JournalError | None = None
         self._closed = False
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Op | object] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._conn = connect_writer(self.path, busy_timeout_ms)
@@ -330,14 +322,14 @@ class Journal:
 
     # ------------------------------------------------------------------ internals
 
-    def _submit(self, write: _Write) -> concurrent.futures.Future[Any]:
+    def _submit(self, write: Write) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
             if self._closed:
                 raise JournalClosedError(f"journal {self.path} is closed")
             if self._fatal is not None:
                 raise self._fatal
-            self._queue.put(_Op(write, future))
+            self._queue.put(Op(write, future))
         return future
 
     def _wait(self, write: Callable[[sqlite3.Connection], tuple[T, list[JournalInput]]]) -> T:
@@ -373,7 +365,7 @@ class Journal:
             conn.close()
 
     def _run(self) -> None:
-        batch: list[_Op] = []
+        batch: list[Op] = []
         try:
             stop = False
             while not stop:
@@ -381,13 +373,13 @@ class Journal:
                 if item is _STOP:
                     break
                 gathered, stop = self._gather(item)
-                batch = [op for op in gathered if isinstance(op, _Op)]
+                batch = [op for op in gathered if isinstance(op, Op)]
                 self._execute(batch)
                 batch = []
         except BaseException as exc:  # a defect in the writer: fail loudly, never hang a waiter
             self._fatal = JournalClosedError(f"journal {self.path}: the writer stopped ({exc!r})")
             for op in batch:  # settled ones stay as they are; the rest hear why
-                _settle(op.future, error=self._fatal)
+                settle(op.future, error=self._fatal)
             _log_error("journal.writer_failed", path=str(self.path), error=repr(exc))
             raise
         finally:
@@ -417,13 +409,13 @@ class Journal:
         self._last_batch = len(batch)
         return batch, False
 
-    def _execute(self, batch: list[_Op]) -> None:
+    def _execute(self, batch: list[Op]) -> None:
         """One transaction for the batch; waiters hear of it only after COMMIT (all fail
         if the transaction fails). A write that raises fails alone: the batch is then
         done again with each write in a savepoint (rare, so the common path has none)."""
         if self._fatal is not None:
             for op in batch:
-                _settle(op.future, error=self._fatal)
+                settle(op.future, error=self._fatal)
             return
         conn = self._conn
         try:
@@ -443,37 +435,20 @@ class Journal:
                 "none of it is acknowledged"
             )
             for op in batch:
-                _settle(op.future, error=failed)
+                settle(op.future, error=failed)
             return
         self.commits += 1
         done, made = applied
         if made and self._on_commit is not None:
             self._feed(made)
         for op, result, problem in done:
-            _settle(op.future, result=result, error=problem)
+            settle(op.future, result=result, error=problem)
 
     def _apply(
-        self, conn: sqlite3.Connection, batch: list[_Op], *, isolate: bool
-    ) -> tuple[list[tuple[_Op, Any, BaseException | None]], list[JournalInput]] | None:
+        self, conn: sqlite3.Connection, batch: list[Op], *, isolate: bool
+    ) -> tuple[list[tuple[Op, Any, BaseException | None]], list[JournalInput]] | None:
         """Run each write; None when one raised and ``isolate`` is off (start over)."""
-        done: list[tuple[_Op, Any, BaseException | None]] = []
-        made: list[JournalInput] = []
-        for op in batch:
-            if isolate:
-                conn.execute("SAVEPOINT op")
-            try:
-                result, inputs = op.write(conn)
-            except Exception as exc:
-                if not isolate:
-                    return None
-                conn.execute("ROLLBACK TO op")
-                done.append((op, None, _journal_error(exc, self.path)))
-            else:
-                made.extend(inputs)
-                done.append((op, result, None))
-            if isolate:
-                conn.execute("RELEASE op")
-        return done, made
+        return apply_writes(conn, batch, isolate=isolate, path=self.path)
 
     def _feed(self, made: list[JournalInput]) -> None:
         assert self._on_commit is not None
@@ -498,34 +473,11 @@ class Journal:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, _Op):
-                _settle(item.future, error=error)
+            if isinstance(item, Op):
+                settle(item.future, error=error)
 
 
 def _log_error(event: str, **fields: Any) -> None:
     """Log from the writer thread; a broken log stream must never stop the writer."""
     with contextlib.suppress(Exception):
         log.error(event, **fields)
-
-
-def _journal_error(exc: Exception, path: Path) -> BaseException:
-    """sqlite3 errors become JournalError; the journal's own errors and defects pass as is."""
-    if isinstance(exc, sqlite3.Error):
-        error = JournalError(f"journal {path}: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
-
-
-def _settle(
-    future: concurrent.futures.Future[Any],
-    *,
-    result: Any = None,
-    error: BaseException | None = None,
-) -> None:
-    """Resolve a waiter; one that gave up (cancelled) is simply not told."""
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
