@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -97,12 +98,28 @@ class EngineWorker(threading.Thread):
         self._snapshot_at = monotonic()
         self.failed: BaseException | None = None
         self.evaluated = 0
+        self._committed_at: dict[int, float] = {}
+        self.finding_latency: deque[float] = deque(maxlen=100_000)
+        """Seconds from an input's commit to the journaling of the findings it raised."""
 
     # -- fed by the journal's writer thread --------------------------------------
     def committed(self, inputs: Sequence[LiveInput]) -> None:
         """The journal's ``on_commit``: new inputs, in position order."""
+        now = self._mono()
         for inp in inputs:
+            self._committed_at[inp.position] = now
             self.inbox.put(inp)
+
+    def latency_summary(self) -> dict[str, float]:
+        """Commit-to-journaled-finding latency (ms) of the inputs that raised findings."""
+        values = sorted(self.finding_latency)
+        if not values:
+            return {}
+
+        def at(q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
+
+        return {"count": len(values), "p50_ms": at(0.5), "p99_ms": at(0.99)}
 
     def wake(self) -> None:
         """Re-read the clock at once (an injected clock was moved; tests, a clock step)."""
@@ -122,6 +139,8 @@ class EngineWorker(threading.Thread):
                 if item is not None and not isinstance(item, _Wake):
                     self.process(item)
             self.snapshot()
+            if self.finding_latency:
+                log.info("event to finding", **self.latency_summary())
         except BaseException as exc:  # the service reports it on /healthz; nothing is lost
             self.failed = exc
             log.critical("engine thread stopped", error=repr(exc))
@@ -150,6 +169,7 @@ class EngineWorker(threading.Thread):
             self.clock.observe(event.ts.timestamp())  # a no-op on the wall clock
         if inp.kind == "tick":
             self._tick_pending = False
+        committed = self._committed_at.pop(inp.position, None)
         if out:
             self.journal.record_outputs(
                 [*out.findings, *out.withdrawals],
@@ -158,6 +178,8 @@ class EngineWorker(threading.Thread):
                 hold=self.hold,
             )
             self.on_outputs(out)
+            if committed is not None and out.findings:
+                self.finding_latency.append(self._mono() - committed)
         self.evaluated += 1
         self._since_snapshot += 1
         if (
