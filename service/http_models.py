@@ -12,8 +12,8 @@ from typing import Annotated, Any, Protocol
 
 from aiohttp import web
 from pumpguard.engine.errors import PumpguardError
-from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding, Severity, rfc3339
+from pumpguard.service.journal_records import Inbound
 from pumpguard.service.metrics import Metrics
 from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer
 
@@ -168,24 +168,8 @@ class Now(Protocol):
     def now(self) -> float: ...
 
 
-@dataclass(frozen=True)
-class InboundRecord:
-    """The journal's ``Inbound``, field for field, for when none is given (tests, fakes).
-
-    The service passes ``journal.Inbound`` as :attr:`HttpDeps.inbound`, so the real journal
-    is handed its own type.
-    """
-
-    channel: str
-    peer: str
-    raw: bytes
-    received_at: float
-    dedupe_key: str | None
-    events: tuple[Event, ...]
-    outcome: str
-    reason: str | None
-    ack: bytes | None = None
-    content_sha256: str | None = None
+InboundRecord = Inbound
+"""The journal's own record of a received message: what ``POST /events`` hands it."""
 
 
 @dataclass(frozen=True)
