@@ -89,6 +89,8 @@ class PatientBase:
         self.unreachable = False
         self.bag_proc: simpy.Process | None = None
         self.hang_min = 0
+        self.paused_in_bag = 0
+        """Minutes the hung bag has stood paused (its wall time runs; its infusion does not)."""
         self.change_due = 0
         self.cycle = 0
         self.cycle_start = 0

@@ -35,6 +35,7 @@ class PumpSim(WardSim):
             self.lost_at = None
         self.current = bag
         self.hang_min = self.t
+        self.paused_in_bag = 0
         span = Span(min(bag.hours * H, self.cycle_min - self.inf_done), self.t + bag.hours * H)
         mismatch = None
         if hot:
@@ -127,7 +128,11 @@ class PumpSim(WardSim):
         step_before = self.dose_at(self.inf_done)
 
         def plan() -> tuple[int, float]:
-            return self.bag_hours(predicted, prefer_home), self.dose_at(predicted)
+            # at the pharmacy's moment: a pause on this bag since the hang ran its wall
+            # time but not its infusion, so the cycle's infusion total is that much short
+            ran = min(span.remaining, self.next_hang - self.hang_min - self.paused_in_bag)
+            at = self.inf_done + max(0, ran)
+            return self.bag_hours(at, prefer_home), self.dose_at(at)
 
         # pharmacy prepares the next bag a few hours before it is due
         self.next_bag = self.pharmacy(change_due - self.rng.randint(120, 240), plan)
@@ -166,6 +171,7 @@ class PumpSim(WardSim):
                 ended = self.stopped(stop, infused, change_due)
                 if ended is not None:
                     return ended
+                self.paused_in_bag += stop.pause_min
                 yield from self.pause(stop)
                 self.running = True
             else:

@@ -175,3 +175,34 @@ class TestCommand:
             main(["drill", "--help"])
         text = " ".join(capsys.readouterr().out.split())
         assert "out.hl7 -> out.rest.jsonl" in text
+
+
+# Patients of the 1,000-patient drills (seed 1, error rate 0.3) whose streams the generator
+# once got wrong against the label: a step-up bag dispensed as if a pause on the bag before
+# it had been infusion (7 calendar days instead of 7 days of infusion after a reaction hold),
+# and a "new cycle" interruption placed in the cycle's last hour, whose next cycle then
+# came too soon. The engine was right each time; the drill counted its findings as false.
+FORMERLY_MISCOUNTED = {
+    "seed": ("MC-00234", "MC-00240", "MC-00356", "MC-00733"),
+    "label-2024": ("MC-00269", "MC-00280"),
+}
+
+
+@pytest.mark.parametrize("edition", sorted(FORMERLY_MISCOUNTED))
+def test_pauses_before_a_step_up_or_at_a_cycle_end_leave_no_false_finding(edition, pack_for):
+    """Those patients alone: every deviation detected and no finding the drill did not inject."""
+    from pumpguard.simulations.montecarlo import ORIGIN, Population, load_protocol, plan_population
+
+    _, protocol = load_protocol(edition)
+    wanted = FORMERLY_MISCOUNTED[edition]
+    pop = Population(ORIGIN, 1, protocol)
+    plans = [p for p in plan_population(1000, 0.3, 1, protocol) if p.patient.id in wanted]
+    assert len(plans) == len(wanted)
+    for plan in plans:
+        pop.add(plan)
+    gen = pop.run()
+    pack = pack_for(edition)
+    result = run_engine(gen.lines, pack)
+    sc = score(gen, result.findings, raisable_codes(pack))
+    assert [(d.injected.kind, d.status) for d in sc.deviations if d.status != "detected"] == []
+    assert [(f.code, f.patient_id, f.message) for f in sc.false_findings] == []
