@@ -57,6 +57,10 @@ class PumpSim(WardSim):
         swap = self.prepare_next(span)
         return (yield from self.run_bag(bag, span.remaining, span.change_due, swap))
 
+    def bag_infusion(self, until: int) -> int:
+        """Minutes the hung bag infuses from its hang to ``until``, less its pauses so far."""
+        return until - self.hang_min - self.paused_in_bag
+
     def overrun(self, inj: Injected, bag: Bag, span: Span, detail: str) -> None:
         """A bag left past its time by the deviation's hours (``detail`` formats them)."""
         extra = round((inj.deviation.hours or 3) * H)
@@ -130,7 +134,7 @@ class PumpSim(WardSim):
         def plan() -> tuple[int, float]:
             # at the pharmacy's moment: a pause on this bag since the hang ran its wall
             # time but not its infusion, so the cycle's infusion total is that much short
-            ran = min(span.remaining, self.next_hang - self.hang_min - self.paused_in_bag)
+            ran = min(span.remaining, self.bag_infusion(self.next_hang))
             at = self.inf_done + max(0, ran)
             return self.bag_hours(at, prefer_home), self.dose_at(at)
 

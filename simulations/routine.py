@@ -60,7 +60,7 @@ def interruption(sim: PumpSim, i: Interruption) -> Proc:
     if sim.cycle != i.cycle or sim.stop_course:
         return
     if pause > sim.max_pause:
-        infused = sim.inf_done + sim.t - sim.hang_min - sim.paused_in_bag
+        infused = sim.inf_done + sim.bag_infusion(sim.t)
         if sim.cycle_min - infused < DAY:
             return  # this near the cycle's 28 days the stop ends the cycle, not cuts it short
         sim.saw("interruption_new_cycle")

@@ -17,7 +17,15 @@ import pytest
 from pumpguard.cli import main
 from pumpguard.engine.findings import Severity
 from pumpguard.simulations.generator import generate
-from pumpguard.simulations.montecarlo import CLASSIC_KINDS, KINDS, generate_population
+from pumpguard.simulations.montecarlo import (
+    CLASSIC_KINDS,
+    KINDS,
+    ORIGIN,
+    Population,
+    generate_population,
+    load_protocol,
+    plan_population,
+)
 from pumpguard.simulations.scenario import catalogue_dir, iter_scenario_files, load_scenario
 from pumpguard.simulations.scoring import raisable_codes, run_engine, score
 
@@ -191,8 +199,6 @@ FORMERLY_MISCOUNTED = {
 @pytest.mark.parametrize("edition", sorted(FORMERLY_MISCOUNTED))
 def test_pauses_before_a_step_up_or_at_a_cycle_end_leave_no_false_finding(edition, pack_for):
     """Those patients alone: every deviation detected and no finding the drill did not inject."""
-    from pumpguard.simulations.montecarlo import ORIGIN, Population, load_protocol, plan_population
-
     _, protocol = load_protocol(edition)
     wanted = FORMERLY_MISCOUNTED[edition]
     pop = Population(ORIGIN, 1, protocol)
