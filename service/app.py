@@ -33,8 +33,9 @@ from pumpguard.engine.snapshot import CODE_VERSION
 from pumpguard.rules import default_pack
 
 from .config import ServeConfig, Tls
+from .engine_process import EngineProcess, EngineProcessError, EngineSpec
 from .live import LiveCore, LiveInput, Outputs
-from .worker import EngineWorker
+from .worker import EngineWorker, recover
 
 __all__ = ["Service", "ServiceStatus", "run_service", "server_ssl"]
 
@@ -64,6 +65,9 @@ class ServiceStatus:
     """What /healthz and /readyz report."""
 
     ready: bool = False
+    """Accepting: the listeners are up (a message is journaled before its ACK)."""
+    engine_ready: bool = False
+    """The engine has recovered (snapshot and journal after it) and follows the journal."""
     recovered_inputs: int = 0
     recovered_from: int | None = None
     remapped_messages: int = 0
@@ -85,6 +89,7 @@ class Service:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        self._injected_clock = clock is not None
         self.clock: Clock = clock or (
             LiveClock() if config.clock == "wall" else ManualClock(0.0, mode="live")
         )
@@ -99,7 +104,14 @@ class Service:
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = asyncio.Event()
+        self._engine_started = False
         self._build()
+
+    @property
+    def in_process(self) -> bool:
+        """The engine on a thread here (config ``engine: thread``, or an injected clock,
+        which cannot cross to another process) rather than in a process of its own."""
+        return self.config.engine == "thread" or self._injected_clock
 
     # -- composition -----------------------------------------------------------
     def _build(self) -> None:
@@ -110,20 +122,39 @@ class Service:
 
         self.metrics = Metrics()
         self.journal = Journal(self.config.journal, on_commit=self._committed)
-        self.core = LiveCore(self.pack, self.journal, late_after_s=self.config.late_after_s)
         self.sink_names = [s.name for s in self.config.sinks]
-        self.worker = EngineWorker(
-            self.core,
-            self.journal,
-            self.clock,
-            sinks=self.sink_names,
-            pack_sha256=self.pack.ref.sha256,
-            code_version=CODE_VERSION,
-            on_outputs=self._outputs,
-            snapshot_every_inputs=self.config.snapshot_every_inputs,
-            snapshot_every_s=self.config.snapshot_every_s,
-            hold=dict.fromkeys(self.config.hold.codes, self.config.hold.grace_s),
-        )
+        hold = dict.fromkeys(self.config.hold.codes, self.config.hold.grace_s)
+        self.worker: EngineWorker | None = None
+        self.core: LiveCore | None = None
+        self.engine: EngineWorker | EngineProcess
+        if self.in_process:
+            self.core = LiveCore(self.pack, self.journal, late_after_s=self.config.late_after_s)
+            self.engine = self.worker = EngineWorker(
+                self.core,
+                self.journal,
+                self.clock,
+                sinks=self.sink_names,
+                pack_sha256=self.pack.ref.sha256,
+                code_version=CODE_VERSION,
+                on_outputs=self._outputs,
+                snapshot_every_inputs=self.config.snapshot_every_inputs,
+                snapshot_every_s=self.config.snapshot_every_s,
+                hold=hold,
+            )
+        else:
+            spec = EngineSpec(
+                journal=self.config.journal,
+                pack=self.pack,
+                clock=self.config.clock,
+                late_after_s=self.config.late_after_s,
+                sinks=tuple(self.sink_names),
+                pack_sha256=self.pack.ref.sha256,
+                code_version=CODE_VERSION,
+                snapshot_every_inputs=self.config.snapshot_every_inputs,
+                snapshot_every_s=self.config.snapshot_every_s,
+                hold=hold,
+            )
+            self.engine = EngineProcess(spec, self.journal, self.clock, on_outputs=self._outputs)
         from .ingest import MllpIngest
 
         self.ingest = MllpIngest(self.journal, self.clock, self.metrics, self.adapter_config)
@@ -133,15 +164,41 @@ class Service:
 
     # -- start -----------------------------------------------------------------
     async def start(self) -> None:
-        """Recover, then start the engine, delivery and the listeners; ready after that."""
+        """Recover the engine, start it, delivery and the listeners; returns once all are up.
+
+        With the engine in its own process, the listeners accept before it has recovered
+        (``status.ready``); ``status.engine_ready`` follows."""
         self._loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
-        self._recover()
+        if isinstance(self.engine, EngineProcess):
+            # The engine recovers in its own process while this one maps what the mapper's
+            # snapshot missed and starts listening: messages are journaled (and acknowledged)
+            # during its recovery, and it reads them from the journal once it has caught up.
+            self.engine.start()
+            self._engine_started = True
+            latest = self.journal.latest_time()
+            if latest is not None:  # an event clock resumes where the journal ends
+                self.clock.observe(latest)
+            self.status.remapped_messages = self.ingest.recover()
+            await self.deliverer.start()
+            await self._listen()
+            self.status.ready = True
+            try:
+                ready = await self._loop.run_in_executor(None, self.engine.wait_ready)
+            except EngineProcessError:
+                await self.stop()
+                raise
+            self.status.recovered_from = ready.recovered_from
+            self.status.recovered_inputs = ready.recovered_inputs
+        else:
+            self._recover(self.engine)
+            self.engine.start()
+            self._engine_started = True
+            await self.deliverer.start()
+            await self._listen()
+            self.status.ready = True
+        self.status.engine_ready = True
         self.status.recovery_s = time.perf_counter() - t0
-        self.worker.start()
-        await self.deliverer.start()
-        await self._listen()
-        self.status.ready = True
         log.info(
             "pumpguard serving",
             mllp=self.status.mllp_port,
@@ -150,30 +207,12 @@ class Service:
             recovery_s=round(self.status.recovery_s, 3),
         )
 
-    def _recover(self) -> None:
+    def _recover(self, worker: EngineWorker) -> None:
         """Newest snapshot of this pack and code, then every journal input after it."""
-        snap = self.journal.latest_snapshot(self.pack.ref.sha256, CODE_VERSION)
-        if snap is not None:
-            position, blob = snap
-            self.core.restore(blob)
-            self.status.recovered_from = position
-        count = 0
-        for inp in self.journal.inputs_after(self.core.position):
-            out = self.core.process(inp)
-            if out:
-                self.journal.record_outputs(
-                    [*out.findings, *out.withdrawals],
-                    self.sink_names,
-                    position=inp.position,
-                    hold=self.worker.hold,
-                )
-            count += 1
-        self.status.recovered_inputs = count
+        done = recover(worker, self.journal)
+        self.status.recovered_from = done.from_position
+        self.status.recovered_inputs = done.inputs
         self.status.remapped_messages = self.ingest.recover()
-        if isinstance(self.clock, ManualClock):  # the event clock goes on from the journal's time
-            self.clock.observe(self.core.clock.now())
-        if count:
-            self.worker.snapshot()
 
     async def _listen(self) -> None:
         from pumpguard.adapters.mllp import serve_mllp
@@ -204,16 +243,16 @@ class Service:
     def _http_app(self) -> Any:
         from .http import HttpDeps, make_app
         from .journal import Inbound
-        from .views import health_report, patient_view
+        from .views import health_report
 
         cfg = self.config
         assert cfg.http is not None
         deps = HttpDeps(
             journal=self.journal,
-            patient_view=lambda pid: patient_view(self.worker, pid),
+            patient_view=self.engine.patient_view,
             ready=lambda: self.status.ready,
             health=lambda: health_report(
-                self.worker, self.journal, self.clock.now(), recovered=self.status.ready
+                self.engine, self.journal, self.clock.now(), recovered=self.status.engine_ready
             ),
             metrics=self.metrics,
             clock=self.clock,
@@ -226,8 +265,18 @@ class Service:
 
     # -- running ---------------------------------------------------------------
     def _committed(self, inputs: Sequence[LiveInput]) -> None:
-        """The journal's writer thread, after each commit: the new inputs, in order."""
-        self.worker.committed(inputs)
+        """The journal's writer thread, after each commit: the new inputs, in order.
+
+        With the engine in its own process, an event clock here follows the events as
+        they are journaled (the thread's engine moves a shared clock itself): the next
+        message's receipt time is then the newest event time before it in the journal,
+        as a replay of the journal would have it. The wall clock ignores this.
+        """
+        if isinstance(self.engine, EngineProcess):
+            for inp in inputs:
+                for event in inp.events:
+                    self.clock.observe(event.ts.timestamp())
+        self.engine.committed(inputs)
 
     def _outputs(self, out: Outputs) -> None:
         """Called on the engine thread with what one input raised: wake delivery, count."""
@@ -238,10 +287,6 @@ class Service:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.deliverer.wake)
-
-    def patient_summary(self, patient_id: str) -> dict[str, Any] | None:
-        with self.worker.lock:
-            return self.core.patient_summary(patient_id)
 
     # -- stop ------------------------------------------------------------------
     async def stop(self) -> None:
@@ -254,22 +299,33 @@ class Service:
             await close()
         self._closers.clear()
         self.ingest.snapshot()  # nothing is in flight once the listeners have closed
-        self.worker.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.worker.join)
+        if self._engine_started:
+            self.engine.stop()
+            await asyncio.get_running_loop().run_in_executor(None, self.engine.join)
+        if isinstance(self.engine, EngineProcess) and self.engine.finding_latency:
+            log.info("event to finding", **self.engine.latency_summary())
         await self.deliverer.stop(timeout_s=self.config.drain_timeout_s)
         self.journal.close()
         log.info("pumpguard stopped")
 
-    async def wait_for_signal(
+    async def run_until_signal(
         self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
     ) -> None:
-        """Serve until one of ``signals``, then stop."""
+        """Start, serve until one of ``signals``, then stop.
+
+        The handlers go in before the start: a SIGTERM while the engine is still
+        recovering (the listeners already accept) waits for the start to finish, then
+        stops cleanly, instead of killing the process with messages in flight.
+        """
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in signals:
             loop.add_signal_handler(sig, done.set)
-        await done.wait()
-        await self.stop()
+        try:
+            await self.start()
+            await done.wait()
+        finally:
+            await self.stop()
 
 
 def _closer(server: Any) -> Callable[[], Awaitable[None]]:
@@ -285,6 +341,5 @@ def _closer(server: Any) -> Callable[[], Awaitable[None]]:
 async def run_service(config: ServeConfig) -> int:
     """Start, serve until SIGTERM or SIGINT, stop; 0 on a clean stop."""
     service = Service(config)
-    await service.start()
-    await service.wait_for_signal()
+    await service.run_until_signal()
     return 0

@@ -34,6 +34,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 from pumpguard.engine.findings import Severity
+from pumpguard.service.engine_process import EngineProcessError
 from pumpguard.service.http_events import post_events
 from pumpguard.service.http_models import (
     DEPS,
@@ -247,7 +248,10 @@ def _limit(text: str | None) -> int:
 
 
 async def _get_patient(request: web.Request) -> web.Response:
-    view = request.app[DEPS].patient_view(request.match_info["id"])
+    try:  # under the engine's lock, or asked of the engine process: never on the loop
+        view = await asyncio.to_thread(request.app[DEPS].patient_view, request.match_info["id"])
+    except EngineProcessError as exc:  # the engine process did not answer, or is gone
+        raise ApiRefusal(503, str(exc)) from exc
     if view is None:
         raise ApiRefusal(404, "no such patient")
     return web.json_response(view.model_dump(mode="json"))

@@ -165,6 +165,32 @@ class Journal:
         held = dict(hold or {})
         return self._wait(lambda conn: ops.record_outputs(conn, items, names, position, held))
 
+    def submit_outputs(
+        self,
+        outputs: Sequence[Finding | Withdrawal],
+        sinks: Sequence[str],
+        *,
+        position: int,
+        hold: Mapping[str, float] | None = None,
+    ) -> concurrent.futures.Future[list[str]]:
+        """:meth:`record_outputs` without waiting: the engine process's outputs are queued in
+        the order they come, so a snapshot queued after them is committed after them."""
+        items, names, held = tuple(outputs), tuple(sinks), dict(hold or {})
+        return self._submit(lambda conn: ops.record_outputs(conn, items, names, position, held))
+
+    def submit_tick(self, at: float) -> concurrent.futures.Future[JournalInput]:
+        """:meth:`append_tick` without waiting (it comes back through ``on_commit``)."""
+        return self._submit(lambda conn: ops.tick(conn, at))
+
+    def submit_snapshot(
+        self, position: int, pack_sha256: str, code_version: str, blob: bytes
+    ) -> concurrent.futures.Future[None]:
+        """:meth:`save_snapshot` without waiting."""
+        keep = self._keep_snapshots
+        return self._submit(
+            lambda conn: ops.save_snapshot(conn, position, pack_sha256, code_version, blob, keep)
+        )
+
     def mark_delivered(self, sink: str, item_ids: Sequence[int], at: float) -> None:
         ids = tuple(item_ids)
         self._wait(lambda conn: ops.mark_delivered(conn, sink, ids, at))
@@ -287,6 +313,10 @@ class Journal:
             .fetchone()
         )
         return None if row is None else bytes(row[0] or b"")
+
+    def latest_time(self) -> float | None:
+        """The newest event time or tick journaled (None: an empty journal)."""
+        return reads.latest_time(self._reader())
 
     def message_history(self, seq: int) -> list[MessageFate]:
         return reads.message_history(self._reader(), seq)

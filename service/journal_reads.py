@@ -241,6 +241,15 @@ def latest_snapshot(
     return None
 
 
+def latest_time(conn: sqlite3.Connection) -> float | None:
+    """The newest event time or tick in the journal (where an event clock resumes)."""
+    row = conn.execute(
+        "SELECT max(t) FROM (SELECT max(ts) AS t FROM events"
+        " UNION ALL SELECT max(at) FROM inputs WHERE kind = 'tick')"
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def stats(conn: sqlite3.Connection, path: Path) -> JournalStats:
     """Every count in one read transaction, so they agree with each other."""
     conn.execute("BEGIN")

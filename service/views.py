@@ -8,13 +8,33 @@ are running.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pumpguard.engine.findings import utc
 
-from .http import BagView, DeadlineView, HealthReport, InterruptionView, PatientView, SinkHealth
+from .http_models import (
+    BagView,
+    DeadlineView,
+    HealthReport,
+    InterruptionView,
+    PatientView,
+    SinkHealth,
+)
 from .journal import Journal
 from .worker import EngineWorker
 
-__all__ = ["health_report", "patient_view"]
+__all__ = ["EngineHealth", "health_report", "patient_view"]
+
+
+class EngineHealth(Protocol):
+    """What the health report reads of the engine (its thread, or its process)."""
+
+    @property
+    def failed(self) -> object: ...
+
+    @property
+    def watermark(self) -> float: ...
+
 
 HOUR = 3600.0
 
@@ -68,17 +88,17 @@ def patient_view(worker: EngineWorker, patient_id: str) -> PatientView | None:
 
 
 def health_report(
-    worker: EngineWorker, journal: Journal, now: float, *, recovered: bool
+    engine: EngineHealth, journal: Journal, now: float, *, recovered: bool
 ) -> HealthReport:
-    """The service's health: the journal, the engine thread, each sink's backlog."""
+    """The service's health: the journal, the engine, each sink's backlog."""
     error = journal.failure
-    if worker.failed is not None:
-        error = error or f"engine thread stopped: {worker.failed!r}"
+    if engine.failed is not None:
+        error = error or f"engine stopped: {engine.failed!r}"
     sinks = tuple(
         SinkHealth(sink=name, pending=b.pending, oldest_age_s=b.oldest_age_s)
         for name, b in sorted(journal.backlog(now).items())
     )
-    watermark = worker.core.engine.watermark
+    watermark = engine.watermark
     lag = max(0.0, now - watermark) if watermark != float("-inf") else None
     return HealthReport(
         journal_ok=error is None,

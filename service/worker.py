@@ -14,19 +14,42 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
-from pumpguard.engine.clock import Clock
+from pumpguard.engine.clock import Clock, ManualClock
 from pumpguard.engine.findings import Finding, Withdrawal
 
 from .live import LiveCore, LiveInput, Outputs
 
-__all__ = ["EngineWorker", "OutputJournal"]
+if TYPE_CHECKING:
+    from .http_models import PatientView
+
+__all__ = [
+    "EngineWorker",
+    "OutputJournal",
+    "Recovered",
+    "RecoverySource",
+    "latency_summary",
+    "recover",
+]
 
 log = structlog.get_logger("pumpguard.service")
+
+
+def latency_summary(values_in: Iterable[float]) -> dict[str, float]:
+    """p50/p99 in ms of a sample of seconds (empty: nothing)."""
+    values = sorted(values_in)
+    if not values:
+        return {}
+
+    def at(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
+
+    return {"count": len(values), "p50_ms": at(0.5), "p99_ms": at(0.99)}
+
 
 MAX_WAIT_S = 1.0
 """The thread re-reads the clock at least this often (a deadline opened meanwhile is seen)."""
@@ -78,6 +101,7 @@ class EngineWorker(threading.Thread):
         snapshot_every_s: float = 60.0,
         hold: Mapping[str, float] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        log_latency: bool = True,
     ) -> None:
         super().__init__(name="pumpguard-engine", daemon=True)
         self.core = core
@@ -90,6 +114,7 @@ class EngineWorker(threading.Thread):
         self.snapshot_every_inputs = snapshot_every_inputs
         self.snapshot_every_s = snapshot_every_s
         self._mono = monotonic
+        self._log_latency = log_latency
         self.hold = dict(hold or {})
         self.lock = threading.Lock()
         self.inbox: queue.Queue[LiveInput | _Stop | _Wake] = queue.Queue()
@@ -112,14 +137,23 @@ class EngineWorker(threading.Thread):
 
     def latency_summary(self) -> dict[str, float]:
         """Commit-to-journaled-finding latency (ms) of the inputs that raised findings."""
-        values = sorted(self.finding_latency)
-        if not values:
-            return {}
+        return latency_summary(self.finding_latency)
 
-        def at(q: float) -> float:
-            return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
+    @property
+    def position(self) -> int:
+        """The journal position evaluated last."""
+        return self.core.position
 
-        return {"count": len(values), "p50_ms": at(0.5), "p99_ms": at(0.99)}
+    @property
+    def watermark(self) -> float:
+        """The engine's event time (read without the lock: one float)."""
+        return self.core.engine.watermark
+
+    def patient_view(self, patient_id: str) -> PatientView | None:
+        """One patient's derived state now, read under the engine's lock."""
+        from .views import patient_view
+
+        return patient_view(self, patient_id)
 
     def wake(self) -> None:
         """Re-read the clock at once (an injected clock was moved; tests, a clock step)."""
@@ -139,7 +173,7 @@ class EngineWorker(threading.Thread):
                 if item is not None and not isinstance(item, _Wake):
                     self.process(item)
             self.snapshot()
-            if self.finding_latency:
+            if self.finding_latency and self._log_latency:
                 log.info("event to finding", **self.latency_summary())
         except BaseException as exc:  # the service reports it on /healthz; nothing is lost
             self.failed = exc
@@ -199,3 +233,48 @@ class EngineWorker(threading.Thread):
         self.journal.save_snapshot(position, self.pack_sha256, self.code_version, blob)
         self._since_snapshot = 0
         self._snapshot_at = self._mono()
+
+
+class RecoverySource(Protocol):
+    """Where a starting engine reads its snapshot and the journal after it."""
+
+    def latest_snapshot(self, pack_sha256: str, code_version: str) -> tuple[int, bytes] | None: ...
+
+    def inputs_after(self, position: int) -> Iterable[LiveInput]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What a start recovered: the snapshot's position (None: none usable) and inputs replayed."""
+
+    from_position: int | None
+    inputs: int
+
+
+def recover(worker: EngineWorker, source: RecoverySource) -> Recovered:
+    """Newest snapshot of this pack and code, then every journal input after it.
+
+    Run before the worker thread starts (in the service, or in the engine process).
+    """
+    core = worker.core
+    snap = source.latest_snapshot(worker.pack_sha256, worker.code_version)
+    start: int | None = None
+    if snap is not None:
+        start, blob = snap
+        core.restore(blob)
+    count = 0
+    for inp in source.inputs_after(core.position):
+        out = core.process(inp)
+        if out:
+            worker.journal.record_outputs(
+                [*out.findings, *out.withdrawals],
+                worker.sinks,
+                position=inp.position,
+                hold=worker.hold,
+            )
+        count += 1
+    if isinstance(worker.clock, ManualClock):  # the event clock goes on from the journal's time
+        worker.clock.observe(core.clock.now())
+    if count:
+        worker.snapshot()
+    return Recovered(start, count)

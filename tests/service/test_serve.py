@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,15 +95,63 @@ async def _feed_demo(service: Service) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("engine", ["process", "thread"])
 async def test_the_demo_course_fed_live_converges_to_the_demo_findings(
-    tmp_path: Path, pack: CompiledPack
+    tmp_path: Path, pack: CompiledPack, engine: str
 ) -> None:
-    service = Service(_config(tmp_path, clock="events"), pack=pack)
+    service = Service(_config(tmp_path, clock="events", engine=engine), pack=pack)
     await service.start()
     try:
         await _feed_demo(service)
         want = _demo_ids(pack)
         await _until(lambda: set(_active(tmp_path / "sink.jsonl")) == want)
+    finally:
+        await service.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_engine_process_answers_a_patients_state_over_http(
+    tmp_path: Path, pack: CompiledPack
+) -> None:
+    service = Service(_config(tmp_path, clock="events"), pack=pack)
+    assert not service.in_process
+    await service.start()
+    try:
+        await _feed_demo(service)
+        want = _demo_ids(pack)
+        await _until(lambda: set(_active(tmp_path / "sink.jsonl")) == want)
+        url = f"http://127.0.0.1:{service.status.http_port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/patients/P-1001") as r:
+                assert r.status == 200
+                view = await r.json()
+            async with session.get(f"{url}/patients/NOBODY") as r:
+                assert r.status == 404
+        assert view["patient_id"] == "P-1001"
+        assert view["cycle"] == 1
+    finally:
+        await service.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_engine_process_that_dies_fails_the_health_check(
+    tmp_path: Path, pack: CompiledPack
+) -> None:
+    service = Service(_config(tmp_path, clock="events"), pack=pack)
+    await service.start()
+    try:
+        url = f"http://127.0.0.1:{service.status.http_port}/healthz"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as r:
+                assert r.status == 200
+            process = service.engine._proc  # the test's one reach inside: kill the child
+            assert process is not None
+            process.kill()
+            await _until(lambda: service.engine.failed is not None)
+            async with session.get(url) as r:
+                assert r.status == 503
+                body = await r.json()
+        assert "engine process exited" in body["journal_error"]
     finally:
         await service.stop()
 
@@ -244,3 +294,36 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_message_and_no_finding()
     assert result["findings_equal_replay"], result
     assert result["sigterm_exit"] == 0
     assert result["acknowledged"] == result["messages"]
+
+
+def test_the_engine_process_ends_when_the_service_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the service leaves no engine process behind (its pipe closes; it exits)."""
+    import psutil
+
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(
+        f"journal: {tmp_path / 'journal.sqlite'}\nclock: events\n"
+        "mllp: {host: 127.0.0.1, port: 0}\nhttp: null\n"
+        f"sinks:\n  - {{name: test, type: jsonl, path: {tmp_path / 'sink.jsonl'}}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pumpguard", "serve", "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        service = psutil.Process(proc.pid)
+        children: list[psutil.Process] = []
+        deadline = time.monotonic() + 120
+        while not children:
+            assert time.monotonic() < deadline, "no engine process started"
+            children = [c for c in service.children() if "spawn_main" in " ".join(c.cmdline())]
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
