@@ -239,7 +239,9 @@ class _Connection:
             _log("exception", "mllp.connection_failed", peer=self.peer)
         finally:
             self.writer.close()
-            with contextlib.suppress(Exception):
+            # A second cancel can land here while closing; the connection is over either way,
+            # and letting it out makes asyncio log a traceback for a normal stop.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self.writer.wait_closed()
 
     async def _loop(self) -> None:

@@ -124,6 +124,18 @@ class PoolRunner(Runner):
             self._manager.shutdown()
 
 
+_LOCAL_WORKER_CONFIG = {
+    # Every periodic callback of a worker, its nanny or the scheduler takes the GIL from
+    # the evaluation (pure Python) or a core from it (2 cores, 5 processes). The profiler
+    # samples every thread 100 times a second, the event-loop health check runs 50 times
+    # a second, the system monitor twice: all for a dashboard nobody opens here.
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "5s",
+}
+"""Settings of a LocalCluster this command starts (a cluster users run keeps its own)."""
+
+
 class DaskRunner(Runner):
     """``local`` / ``local:N`` starts a LocalCluster here; anything else names a scheduler."""
 
@@ -148,13 +160,16 @@ class DaskRunner(Runner):
         try:
             dist = self._dist
             if self.address == "local" or self.address.startswith("local:"):
-                self._cluster = dist.LocalCluster(
-                    n_workers=int(self.address.partition(":")[2] or 2),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # no fixed port: another cluster may hold 8787
-                    silence_logs=logging.ERROR,
-                )
+                dask: Any = importlib.import_module("dask")
+                with dask.config.set(_LOCAL_WORKER_CONFIG):  # the nannies hand it on
+                    self._cluster = dist.LocalCluster(
+                        n_workers=int(self.address.partition(":")[2] or 2),
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,  # the audit shows its own progress
+                        memory_limit=0,  # no memory monitor: spools bound the memory
+                        silence_logs=logging.ERROR,
+                    )
                 self._client = dist.Client(self._cluster)
             else:
                 self._client = dist.Client(self.address)
@@ -167,9 +182,12 @@ class DaskRunner(Runner):
             self._ready.join()
         if self._failed is not None:
             raise self._failed
-        futures = [self._client.submit(_dask_partition, t, pure=False) for t in tasks]
-        for future in self._dist.as_completed(futures):
+        pending = self._dist.as_completed(
+            [self._client.submit(_dask_partition, t, pure=False) for t in tasks]
+        )
+        for future in pending:
             result: PartitionResult = future.result()
+            future.release()  # else the worker keeps every partition's findings to the end
             done = result.stats
             self.progress.worker(result.worker, result.index, "done", done.evaluated, done.findings)
             yield result

@@ -2,10 +2,11 @@
 
     python benchmarks/serve_latency.py [--rate 1000] [--seconds 10] [--connections 8]
 
-Open loop: message i of a connection is due at ``i / rate_per_connection``
-seconds; its latency is measured from when it was due, not from when it was
-sent (a slow answer delays the next send, and that wait counts: no
-coordinated omission). The baseline is a bare asyncio MLLP server in its own
+Open loop: message i of connection k is due at ``(i + k / connections) /
+rate_per_connection`` seconds (arrivals evenly spaced over the connections,
+not all eight at one instant); its latency is measured from when it was due,
+not from when it was sent (a slow answer delays the next send, and that wait
+counts: no coordinated omission). The baseline is a bare asyncio MLLP server in its own
 process that answers each frame with a fixed ACK and journals nothing. Then
 the rate is stepped up (``--ramp``) to find the highest sustained rate with
 nothing lost (every message acknowledged ``AA`` and in the journal once) and
@@ -112,17 +113,18 @@ async def load(
     start = time.perf_counter() + 0.2
     latencies: list[float] = []
 
-    async def one(batch: list[bytes]) -> None:
+    async def one(k: int, batch: list[bytes]) -> None:
+        offset = k * interval / connections  # arrivals evenly spaced, not 8 at one instant
         async with MllpClient("127.0.0.1", port, timeout_s=30) as client:
             for i, m in enumerate(batch):
-                due = start + i * interval
+                due = start + offset + i * interval
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await client.send(m)
                 latencies.append(time.perf_counter() - due)
 
-    await asyncio.gather(*(one(b) for b in per))
+    await asyncio.gather(*(one(k, b) for k, b in enumerate(per)))
     return latencies
 
 
@@ -156,6 +158,15 @@ def start_serve(workdir: Path, port: int) -> subprocess.Popen[bytes]:
         )
 
 
+def wait_serving(log: Path, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    """Until the service says it serves (recovered; a port can accept a moment before)."""
+    t0 = time.perf_counter()
+    while '"pumpguard serving"' not in log.read_text():
+        if proc.poll() is not None or time.perf_counter() - t0 > timeout_s:
+            raise RuntimeError("pumpguard serve did not get ready")
+        time.sleep(0.02)
+
+
 def journaled(path: Path) -> int:
     with sqlite3.connect(path) as db:
         return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
@@ -177,6 +188,7 @@ def run_serve(msgs: list[tuple[str, bytes]], rate: float, connections: int) -> d
         proc = start_serve(workdir, port)
         try:
             asyncio.run(wait_port(port))
+            wait_serving(workdir / "serve.log", proc)
             lat = asyncio.run(load(port, msgs, rate, connections))
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -9,6 +9,12 @@ the engine), then again after a clean stop left a snapshot (recovery loads it
 and replays nothing). Ready means listeners up and accepting. The baseline
 in the same run is the time to read every journaled event back (the floor of
 any recovery that replays).
+
+Then the real thing: ``pumpguard serve`` as its own process on that journal,
+killed with ``kill -9`` once it has recovered (the journal holds a snapshot),
+and started again: the time from the new process's start to its MLLP port
+accepting, and to ``/healthz`` saying ``recovery_done``. The floor in the
+same run is a bare interpreter start and the import of the CLI.
 """
 
 from __future__ import annotations
@@ -16,9 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from pumpguard.engine.events import event_adapter
@@ -83,6 +94,69 @@ def read_back(path: Path) -> float:
     return took
 
 
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _recovered(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return bool(json.loads(r.read())["recovery_done"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _until(check: Callable[[], bool], timeout_s: float) -> None:
+    end = time.perf_counter() + timeout_s
+    while not check():
+        if time.perf_counter() > end:
+            raise TimeoutError("the service did not get there")
+        time.sleep(0.005)
+
+
+def serve_once(workdir: Path, journal: Path) -> dict[str, float]:
+    """Start ``pumpguard serve`` on the journal; seconds to accepting and to recovered; kill -9."""
+    mllp, http = _port(), _port()
+    cfg = workdir / "serve.yaml"
+    cfg.write_text(
+        f"journal: {journal}\nclock: events\n"
+        f"mllp: {{host: 127.0.0.1, port: {mllp}}}\nhttp: {{host: 127.0.0.1, port: {http}}}\n"
+        f"sinks:\n  - {{name: test, type: jsonl, path: {workdir / 'f.jsonl'}}}\n"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pumpguard", "serve", "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _until(lambda: _accepts(mllp), 600)
+        accepting = time.perf_counter() - t0
+        _until(lambda: _recovered(http), 600)
+        recovered = time.perf_counter() - t0
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return {"accepting_s": round(accepting, 3), "recovered_s": round(recovered, 3)}
+
+
+def floors() -> dict[str, float]:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    bare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import pumpguard.cli"], check=True)
+    return {"interpreter_s": round(bare, 3), "import_cli_s": round(time.perf_counter() - t0, 3)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -114,6 +188,10 @@ def main() -> int:
                 {"ready_s": round(warm[0], 3), "replayed_inputs": warm[1], "snapshot_at": warm[2]}
             )
         )
+        print("floor:         " + json.dumps(floors()))
+        first = serve_once(Path(tmp), path)  # the clean stops above left a snapshot
+        again = serve_once(Path(tmp), path)  # the first was killed with kill -9
+        print("serve process:  " + json.dumps({"after_clean_stop": first, "after_kill_9": again}))
     return 0
 
 

@@ -197,12 +197,17 @@ class Engine:
         return self._deadlines.next_due()
 
     # -- state as a value (the live service's snapshots and re-evaluations) --
-    def export_patient(self, patient_id: str) -> PatientSession | None:
-        """A copy of one patient's state and open deadlines (None if never seen)."""
+    def export_patient(self, patient_id: str, *, copy: bool = True) -> PatientSession | None:
+        """A copy of one patient's state and open deadlines (None if never seen).
+
+        ``copy=False``: the live objects, for a caller that only pickles or imports them
+        (both copy already; a deep copy first would double the cost of a checkpoint).
+        """
         state = self._patients.get(patient_id)
         if state is None:
             return None
-        return PatientSession(state, tuple(self._deadlines.of_patient(patient_id))).copy()
+        session = PatientSession(state, tuple(self._deadlines.of_patient(patient_id)))
+        return session.copy() if copy else session
 
     def import_patient(self, session: PatientSession) -> None:
         """Replace one patient's state and open deadlines with a copy of ``session``."""

@@ -41,11 +41,14 @@ class DeadlineQueue:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, str, int, Deadline]] = []
-        self._open: dict[tuple[str, str], Deadline] = {}
+        self._open: dict[str, dict[str, Deadline]] = {}
+        """Open deadlines by patient, then name: a patient's are found without a scan
+        (the live core exports a patient's session at every checkpoint)."""
+        self._count = 0
         self._seq = 0
 
     def __len__(self) -> int:
-        return len(self._open)
+        return self._count
 
     def open(
         self,
@@ -62,15 +65,20 @@ class DeadlineQueue:
         self._seq += 1
         d = Deadline(due, patient_id, name, self._seq, opened_by, carry, evidence)
         d.before_events = before_events
-        self._open[(patient_id, name)] = d
+        self._open.setdefault(patient_id, {})[name] = d
+        self._count += 1
         heapq.heappush(self._heap, (due, patient_id, self._seq, d))
         return d
 
     def close(self, patient_id: str, name: str) -> bool:
         """Cancel an open deadline; False if there was none."""
-        d = self._open.pop((patient_id, name), None)
+        mine = self._open.get(patient_id)
+        d = mine.pop(name, None) if mine is not None else None
         if d is None:
             return False
+        if not mine:
+            del self._open[patient_id]
+        self._count -= 1
         d.cancelled = True
         return True
 
@@ -78,15 +86,17 @@ class DeadlineQueue:
         """Forget every deadline (an engine restoring a snapshot)."""
         self._heap.clear()
         self._open.clear()
+        self._count = 0
 
     def of_patient(self, patient_id: str) -> list[Deadline]:
         """One patient's open deadlines, in the order they were opened."""
-        return sorted((d for (p, _), d in self._open.items() if p == patient_id), key=_by_seq)
+        return sorted(self._open.get(patient_id, {}).values(), key=_by_seq)
 
     def drop_patient(self, patient_id: str) -> None:
         """Cancel every open deadline of one patient (its history is being replaced)."""
-        for key in [k for k in self._open if k[0] == patient_id]:
-            self._open.pop(key).cancelled = True
+        for d in self._open.pop(patient_id, {}).values():
+            d.cancelled = True
+            self._count -= 1
 
     def adopt(self, deadlines: list[Deadline]) -> None:
         """Open copies of deadlines taken from another queue, keeping their relative order."""
@@ -125,7 +135,11 @@ class DeadlineQueue:
             heapq.heappop(heap)
             if d.cancelled:
                 continue
-            del self._open[(d.patient_id, d.name)]
+            mine = self._open[d.patient_id]
+            del mine[d.name]
+            if not mine:
+                del self._open[d.patient_id]
+            self._count -= 1
             yield d
         for item in held:
             heapq.heappush(heap, item)

@@ -254,22 +254,30 @@ class Service:
             await close()
         self._closers.clear()
         self.ingest.snapshot()  # nothing is in flight once the listeners have closed
-        self.worker.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.worker.join)
+        if self.worker.is_alive():  # not when the start failed before it
+            self.worker.stop()
+            await asyncio.get_running_loop().run_in_executor(None, self.worker.join)
         await self.deliverer.stop(timeout_s=self.config.drain_timeout_s)
         self.journal.close()
         log.info("pumpguard stopped")
 
-    async def wait_for_signal(
+    async def run_until_signal(
         self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
     ) -> None:
-        """Serve until one of ``signals``, then stop."""
+        """Start, serve until one of ``signals``, then stop.
+
+        The handlers go in before the start: a SIGTERM during recovery waits for the
+        start to finish and then stops cleanly, instead of killing the process.
+        """
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in signals:
             loop.add_signal_handler(sig, done.set)
-        await done.wait()
-        await self.stop()
+        try:
+            await self.start()
+            await done.wait()
+        finally:
+            await self.stop()
 
 
 def _closer(server: Any) -> Callable[[], Awaitable[None]]:
@@ -285,6 +293,5 @@ def _closer(server: Any) -> Callable[[], Awaitable[None]]:
 async def run_service(config: ServeConfig) -> int:
     """Start, serve until SIGTERM or SIGINT, stop; 0 on a clean stop."""
     service = Service(config)
-    await service.start()
-    await service.wait_for_signal()
+    await service.run_until_signal()
     return 0

@@ -247,7 +247,8 @@ def _limit(text: str | None) -> int:
 
 
 async def _get_patient(request: web.Request) -> web.Response:
-    view = request.app[DEPS].patient_view(request.match_info["id"])
+    # Read under the engine thread's lock: wait for it on a thread, never on the loop.
+    view = await asyncio.to_thread(request.app[DEPS].patient_view, request.match_info["id"])
     if view is None:
         raise ApiRefusal(404, "no such patient")
     return web.json_response(view.model_dump(mode="json"))

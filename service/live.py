@@ -277,7 +277,7 @@ class LiveCore:
         last = patient.checkpoints[-1].key[0] if patient.checkpoints else float("-inf")
         if ts - last < self.checkpoint_every_s:
             return
-        session = self.engine.export_patient(pid)
+        session = self.engine.export_patient(pid, copy=False)  # _keep pickles it
         if session is not None:
             self._keep(patient, patient.last_key, session, len(patient.findings))
 
@@ -317,7 +317,7 @@ class LiveCore:
                 continue
             newest = patient.checkpoints[-1].key[0] if patient.checkpoints else start[0]
             if previous is not _NO_KEY and k[0] - newest >= self.checkpoint_every_s:
-                snap = shadow.export_patient(pid)
+                snap = shadow.export_patient(pid, copy=False)  # _keep pickles it
                 if snap is not None:
                     self._keep(patient, previous, snap, kept + len(found))
             found.extend(shadow.submit(event))
@@ -326,7 +326,7 @@ class LiveCore:
         found.extend(shadow.advance(self.engine.watermark, inclusive=False))
         self._settle(patient, kept, [f for f in found if f.patient_id == pid], late, out)
         patient.last_key = max(patient.last_key, previous)
-        session = shadow.export_patient(pid)
+        session = shadow.export_patient(pid, copy=False)  # import_patient copies it
         if session is not None:
             self.engine.import_patient(session)
         shadow.drop_patient(pid)
