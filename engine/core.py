@@ -166,6 +166,15 @@ class Engine:
             out.extend(self.submit(e))
         return out
 
+    def fire_overdue(self, patient_id: str, until: float) -> list[Finding]:
+        """Fire one patient's deadlines due before ``until``, earliest first (a deadline one
+        of them opens, if also due, fires too): the live core calls it before that patient's
+        next event, since the engine's own time may be ahead of the patient's."""
+        out: list[Finding] = []
+        while (d := self._deadlines.pop_due_of(patient_id, until)) is not None:
+            out.extend(self._fire_one(d))
+        return out
+
     def advance(self, until: float | None = None, *, inclusive: bool = True) -> list[Finding]:
         """Let the clock reach ``until`` (default: the clock's now); fire deadlines due by then.
 

@@ -36,6 +36,10 @@ def _by_seq(d: Deadline) -> int:
     return d.seq
 
 
+def _by_due(d: Deadline) -> tuple[float, int]:
+    return (d.due, d.seq)
+
+
 class DeadlineQueue:
     """Open deadlines, at most one per (patient, name); reopening replaces."""
 
@@ -116,6 +120,28 @@ class DeadlineQueue:
         while self._heap and self._heap[0][3].cancelled:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
+
+    def pop_due_of(self, patient_id: str, until: float) -> Deadline | None:
+        """The earliest of one patient's deadlines due before ``until`` (or at it, when it
+        comes before the events of that instant), taken out of the queue; None if none.
+
+        For a live feed whose patients' clocks differ: a deadline opened already overdue
+        (the engine's time was ahead, from other patients) must still fire before its own
+        patient's next event, as it would in that patient's time-ordered replay.
+        """
+        mine = self._open.get(patient_id)
+        if not mine:
+            return None
+        due = [d for d in mine.values() if d.due < until or (d.due == until and d.before_events)]
+        if not due:
+            return None
+        d = min(due, key=_by_due)
+        del mine[d.name]
+        if not mine:
+            del self._open[patient_id]
+        self._count -= 1
+        d.cancelled = True  # out of the queue: its heap entry is skipped
+        return d
 
     def pop_due(self, until: float, *, inclusive: bool) -> Iterator[Deadline]:
         """Deadlines due before ``until`` (or at it, if inclusive), earliest first.

@@ -187,6 +187,9 @@ class LiveCore:
             if key > patient.last_key and key[0] > fired:
                 self._checkpoint(pid, patient, key[0])
                 patient.last_key = key
+                # Deadlines the patient's own time has passed fire before its event, even
+                # when other patients have taken the engine's time further (replay's order).
+                self._collect(self.engine.fire_overdue(pid, key[0]), out)
                 self._collect(self.engine.submit(event), out)
             else:
                 self._reevaluate(event, key, out)

@@ -180,3 +180,43 @@ def test_the_late_path_is_really_taken(pack: CompiledPack, delay_h: float) -> No
     model = ArrivalModel(seed=1, doc_late_fraction=1.0, doc_delay_max_s=delay_h * 3600)
     run = simulate(pack, arrivals(POP_EVENTS, model))
     assert run.reevaluations > 0
+
+
+def _other_patient_far_ahead(n: int, at_h: float) -> Event:
+    e = _ev(n, "patient.registered", at_h, weight_kg=60, indication="relapsed_refractory")
+    return e.model_copy(update={"patient_id": "p2", "event_id": f"p2-{n}"})
+
+
+@pytest.mark.parametrize("next_h", [256.5, 270.0, 300.0])
+def test_a_deadline_opened_overdue_fires_before_its_patients_next_event(
+    pack: CompiledPack, next_h: float
+) -> None:
+    """Another patient took the engine's time days ahead, and no tick came between: the
+    restart's 1 h supervision deadline (already overdue when opened) still fires before the
+    patient's next event, with the patient's state at its due time, as in the replay."""
+    course = _restart_after_5h()
+    later = _ev(10, "pump.infusion_stopped", next_h, reason="user")
+    ahead = _other_patient_far_ahead(11, 400)
+    history = MemoryHistory()
+    core = LiveCore(pack, history)
+    order = [*course[:-1], ahead, course[-1], later]
+    live: list[Finding] = []
+    for position, event in enumerate(order, start=1):
+        history.add(position, (event,))
+        at = (T0 + timedelta(hours=400)).timestamp()
+        live.extend(core.process(SimInput(position, "events", at, (event,))).findings)
+    end = (T0 + timedelta(hours=next_h)).timestamp()
+    replayed = _replay(pack, [*course, later, ahead], end=end)
+    p1 = [f for f in replayed if f.patient_id == "p1" and f.code not in LIVE_ONLY]
+    got = {f.finding_id: f for f in live if f.patient_id == "p1" and f.code not in LIVE_ONLY}
+    want = {f.finding_id: f for f in p1 if f.ts.timestamp() < end}
+    assert "REINITIATION_UNSUPERVISED" in {f.code for f in want.values()}
+    assert {k: _same(v) for k, v in got.items() if k in want} == {
+        k: _same(v) for k, v in want.items()
+    }
+
+
+def _same(f: Finding) -> dict[str, Any]:
+    """A finding's content, less what says when and how it was delivered."""
+    data = json.loads(f.to_json())
+    return {k: v for k, v in data.items() if k not in ("late", "prev_sha256", "seq")}
