@@ -100,13 +100,13 @@ def free_port() -> int:
 class Server:
     """A ``pumpguard serve`` child process on a fixed port and journal."""
 
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, engine: str = "thread") -> None:
         self.workdir = workdir
         self.port = port
         self.config = workdir / "serve.yaml"
         self.config.write_text(
             "journal: journal.sqlite\n"
-            "clock: events\n"
+            f"clock: events\nengine: {engine}\n"
             f"mllp: {{host: 127.0.0.1, port: {port}}}\n"
             "http: null\n"
             "sinks:\n  - {name: test, type: jsonl, path: sink.jsonl}\n"
@@ -249,14 +249,16 @@ def _comparable(rec: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in rec.items() if k not in ("late", "prev_sha256", "seq")}
 
 
-def run(messages: int, connections: int, kills: int, seed: int) -> dict[str, object]:
+def run(
+    messages: int, connections: int, kills: int, seed: int, engine: str = "thread"
+) -> dict[str, object]:
     """One crash drill; returns its figures and verdicts."""
     pairs = make_messages(messages, seed)
     keep = os.environ.get("PUMPGUARD_CRASH_KEEP")
     with tempfile.TemporaryDirectory(prefix="pumpguard-crash-") as tmp:
         workdir = Path(keep) / f"kills-{kills}" if keep else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        server = Server(workdir, free_port())
+        server = Server(workdir, free_port(), engine)
         feeds = split(pairs, connections)
         t0 = time.perf_counter()
         restarts = asyncio.run(drive(feeds, server, kills, seed))

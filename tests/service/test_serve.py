@@ -113,7 +113,7 @@ async def test_the_demo_course_fed_live_converges_to_the_demo_findings(
 async def test_the_engine_process_answers_a_patients_state_over_http(
     tmp_path: Path, pack: CompiledPack
 ) -> None:
-    service = Service(_config(tmp_path, clock="events"), pack=pack)
+    service = Service(_config(tmp_path, clock="events", engine="process"), pack=pack)
     assert not service.in_process
     await service.start()
     try:
@@ -137,7 +137,7 @@ async def test_the_engine_process_answers_a_patients_state_over_http(
 async def test_an_engine_process_that_dies_fails_the_health_check(
     tmp_path: Path, pack: CompiledPack
 ) -> None:
-    service = Service(_config(tmp_path, clock="events"), pack=pack)
+    service = Service(_config(tmp_path, clock="events", engine="process"), pack=pack)
     await service.start()
     try:
         url = f"http://127.0.0.1:{service.status.http_port}/healthz"
@@ -160,14 +160,14 @@ async def test_an_engine_process_that_dies_fails_the_health_check(
 async def test_a_restart_recovers_from_the_snapshot_and_delivers_nothing_twice(
     tmp_path: Path, pack: CompiledPack
 ) -> None:
-    first = Service(_config(tmp_path, clock="events"), pack=pack)
+    first = Service(_config(tmp_path, clock="events", engine="process"), pack=pack)
     await first.start()
     await _feed_demo(first)
     want = _demo_ids(pack)
     await _until(lambda: set(_active(tmp_path / "sink.jsonl")) == want)
     await first.stop()
     lines = (tmp_path / "sink.jsonl").read_text().splitlines()
-    second = Service(_config(tmp_path, clock="events"), pack=pack)
+    second = Service(_config(tmp_path, clock="events", engine="process"), pack=pack)
     await second.start()
     try:
         assert second.status.recovered_from is not None
@@ -283,13 +283,16 @@ async def test_on_the_real_clock_a_shortened_window_fires_within_a_second_of_its
         await service.stop()
 
 
-def test_kill_9_at_random_moments_loses_no_acknowledged_message_and_no_finding() -> None:
+@pytest.mark.parametrize("engine", ["thread", "process"])
+def test_kill_9_at_random_moments_loses_no_acknowledged_message_and_no_finding(
+    engine: str,
+) -> None:
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import serve_crash
     finally:
         sys.path.remove(str(BENCHMARKS))
-    result = serve_crash.run(300, 2, 2, seed=11)
+    result = serve_crash.run(300, 2, 2, seed=11, engine=engine)
     assert result["journal_exactly_once"], result
     assert result["findings_equal_replay"], result
     assert result["sigterm_exit"] == 0
@@ -302,7 +305,7 @@ def test_the_engine_process_ends_when_the_service_is_killed(tmp_path: Path) -> N
 
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(
-        f"journal: {tmp_path / 'journal.sqlite'}\nclock: events\n"
+        f"journal: {tmp_path / 'journal.sqlite'}\nclock: events\nengine: process\n"
         "mllp: {host: 127.0.0.1, port: 0}\nhttp: null\n"
         f"sinks:\n  - {{name: test, type: jsonl, path: {tmp_path / 'sink.jsonl'}}}\n"
     )
