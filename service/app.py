@@ -174,8 +174,9 @@ class Service:
             # The engine recovers in its own process while this one maps what the mapper's
             # snapshot missed and starts listening: messages are journaled (and acknowledged)
             # during its recovery, and it reads them from the journal once it has caught up.
-            self.engine.start()
-            self._engine_started = True
+            # Spawning waits until the child has read its spec (the pack): on a thread, so
+            # the listeners do not wait for a new interpreter to start.
+            starting = self._loop.run_in_executor(None, self.engine.start)
             latest = self.journal.latest_time()
             if latest is not None:  # an event clock resumes where the journal ends
                 self.clock.observe(latest)
@@ -183,6 +184,8 @@ class Service:
             await self.deliverer.start()
             await self._listen()
             self.status.ready = True
+            await starting
+            self._engine_started = True
             try:
                 ready = await self._loop.run_in_executor(None, self.engine.wait_ready)
             except EngineProcessError:
