@@ -76,13 +76,10 @@ class DeadlineQueue:
 
     def close(self, patient_id: str, name: str) -> bool:
         """Cancel an open deadline; False if there was none."""
-        mine = self._open.get(patient_id)
-        d = mine.pop(name, None) if mine is not None else None
+        d = self._open.get(patient_id, {}).get(name)
         if d is None:
             return False
-        if not mine:
-            del self._open[patient_id]
-        self._count -= 1
+        self._take(d)
         d.cancelled = True
         return True
 
@@ -121,6 +118,14 @@ class DeadlineQueue:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
+    def _take(self, d: Deadline) -> None:
+        """Take an open deadline out of its patient's index."""
+        mine = self._open[d.patient_id]
+        del mine[d.name]
+        if not mine:
+            del self._open[d.patient_id]
+        self._count -= 1
+
     def pop_due_of(self, patient_id: str, until: float) -> Deadline | None:
         """The earliest of one patient's deadlines due before ``until`` (or at it, when it
         comes before the events of that instant), taken out of the queue; None if none.
@@ -136,10 +141,7 @@ class DeadlineQueue:
         if not due:
             return None
         d = min(due, key=_by_due)
-        del mine[d.name]
-        if not mine:
-            del self._open[patient_id]
-        self._count -= 1
+        self._take(d)
         d.cancelled = True  # out of the queue: its heap entry is skipped
         return d
 
@@ -161,11 +163,7 @@ class DeadlineQueue:
             heapq.heappop(heap)
             if d.cancelled:
                 continue
-            mine = self._open[d.patient_id]
-            del mine[d.name]
-            if not mine:
-                del self._open[d.patient_id]
-            self._count -= 1
+            self._take(d)
             yield d
         for item in held:
             heapq.heappush(heap, item)

@@ -27,13 +27,13 @@ from typing import Any
 
 import structlog
 from pumpguard.adapters.config import AdapterConfig
-from pumpguard.engine.clock import Clock, LiveClock, ManualClock
+from pumpguard.engine.clock import Clock
 from pumpguard.engine.pack import CompiledPack, load_pack
 from pumpguard.engine.snapshot import CODE_VERSION
 from pumpguard.rules import default_pack
 
 from .config import ServeConfig, Tls
-from .engine_process import EngineProcess, EngineProcessError, EngineSpec
+from .engine_process import EngineProcess, EngineProcessError, EngineSpec, service_clock
 from .live import LiveCore, LiveInput, Outputs
 from .worker import EngineWorker, recover
 
@@ -90,9 +90,7 @@ class Service:
     ) -> None:
         self.config = config
         self._injected_clock = clock is not None
-        self.clock: Clock = clock or (
-            LiveClock() if config.clock == "wall" else ManualClock(0.0, mode="live")
-        )
+        self.clock: Clock = clock or service_clock(config.clock)
         self.pack = pack or load_pack(
             config.pack or default_pack(), edition=config.edition, site_file=config.site
         )
@@ -127,33 +125,24 @@ class Service:
         self.worker: EngineWorker | None = None
         self.core: LiveCore | None = None
         self.engine: EngineWorker | EngineProcess
+        spec = EngineSpec(
+            journal=self.config.journal,
+            pack=self.pack,
+            clock=self.config.clock,
+            late_after_s=self.config.late_after_s,
+            sinks=tuple(self.sink_names),
+            pack_sha256=self.pack.ref.sha256,
+            code_version=CODE_VERSION,
+            snapshot_every_inputs=self.config.snapshot_every_inputs,
+            snapshot_every_s=self.config.snapshot_every_s,
+            hold=hold,
+        )
         if self.in_process:
-            self.core = LiveCore(self.pack, self.journal, late_after_s=self.config.late_after_s)
-            self.engine = self.worker = EngineWorker(
-                self.core,
-                self.journal,
-                self.clock,
-                sinks=self.sink_names,
-                pack_sha256=self.pack.ref.sha256,
-                code_version=CODE_VERSION,
-                on_outputs=self._outputs,
-                snapshot_every_inputs=self.config.snapshot_every_inputs,
-                snapshot_every_s=self.config.snapshot_every_s,
-                hold=hold,
+            self.core = spec.core(self.journal)
+            self.engine = self.worker = spec.worker(
+                self.core, self.journal, self.clock, on_outputs=self._outputs
             )
         else:
-            spec = EngineSpec(
-                journal=self.config.journal,
-                pack=self.pack,
-                clock=self.config.clock,
-                late_after_s=self.config.late_after_s,
-                sinks=tuple(self.sink_names),
-                pack_sha256=self.pack.ref.sha256,
-                code_version=CODE_VERSION,
-                snapshot_every_inputs=self.config.snapshot_every_inputs,
-                snapshot_every_s=self.config.snapshot_every_s,
-                hold=hold,
-            )
             self.engine = EngineProcess(spec, self.journal, self.clock, on_outputs=self._outputs)
         from .ingest import MllpIngest
 

@@ -46,8 +46,8 @@ from pumpguard.engine.pack import CompiledPack
 from . import journal_reads as reads
 from .journal_records import JournalInput
 from .journal_schema import connect_reader
-from .live import LiveCore, LiveInput, Outputs
-from .worker import EngineWorker, latency_summary, recover
+from .live import History, LiveCore, LiveInput, Outputs
+from .worker import EngineWorker, OutputJournal, latency_summary, recover
 
 __all__ = ["EngineProcess", "EngineProcessError", "EngineSpec", "engine_main"]
 
@@ -76,6 +76,39 @@ class EngineSpec:
     snapshot_every_s: float
     hold: Mapping[str, float]
     busy_timeout_ms: int = 5000
+
+    def core(self, history: History) -> LiveCore:
+        """The live core this spec describes, reading late data from ``history``."""
+        return LiveCore(self.pack, history, late_after_s=self.late_after_s)
+
+    def worker(
+        self,
+        core: LiveCore,
+        journal: OutputJournal,
+        clock: Clock,
+        *,
+        on_outputs: Callable[[Outputs], None] = lambda _o: None,
+        log_latency: bool = True,
+    ) -> EngineWorker:
+        """The engine thread driving ``core``: the same settings in either process."""
+        return EngineWorker(
+            core,
+            journal,
+            clock,
+            sinks=self.sinks,
+            pack_sha256=self.pack_sha256,
+            code_version=self.code_version,
+            on_outputs=on_outputs,
+            snapshot_every_inputs=self.snapshot_every_inputs,
+            snapshot_every_s=self.snapshot_every_s,
+            hold=self.hold,
+            log_latency=log_latency,
+        )
+
+
+def service_clock(kind: str) -> Clock:
+    """The service's clock for config ``clock``: the wall, or time following the events."""
+    return LiveClock() if kind == "wall" else ManualClock(0.0, mode="live")
 
 
 # -- parent to child ---------------------------------------------------------------
@@ -108,7 +141,6 @@ class Stop:
 class Ready:
     recovered_from: int | None
     recovered_inputs: int
-    recovery_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +169,6 @@ class Status:
     evaluated: int
     position: int
     watermark: float
-    clock: float
-    failed: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +185,7 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Stopped:
-    latency: dict[str, float]
+    """The last message: the engine has drained, snapshotted and ends."""
 
 
 # -- the child -----------------------------------------------------------------------
@@ -220,27 +250,18 @@ def engine_main(conn: Connection, spec: EngineSpec) -> None:
             conn.send(message)
 
     view = _JournalView(spec.journal, spec.busy_timeout_ms)
-    clock: Clock = LiveClock() if spec.clock == "wall" else ManualClock(0.0, mode="live")
-    core = LiveCore(spec.pack, view, late_after_s=spec.late_after_s)
-    worker = EngineWorker(
-        core,
+    worker = spec.worker(
+        spec.core(view),
         _PipeJournal(send),
-        clock,
-        sinks=spec.sinks,
-        pack_sha256=spec.pack_sha256,
-        code_version=spec.code_version,
-        snapshot_every_inputs=spec.snapshot_every_inputs,
-        snapshot_every_s=spec.snapshot_every_s,
-        hold=spec.hold,
+        service_clock(spec.clock),
         log_latency=False,  # the parent measures it, to the commit of the finding
     )
-    t0 = time.perf_counter()
     try:
         done = recover(worker, view)
     except Exception as exc:  # the parent reports it and exits non-zero
         send(Failed(f"recovery failed: {exc!r}"))
         return
-    send(Ready(done.from_position, done.inputs, time.perf_counter() - t0))
+    send(Ready(done.from_position, done.inputs))
     worker.start()
     try:
         _follow(conn, send, worker, view)
@@ -275,7 +296,7 @@ def _follow(
                 worker.stop()
                 worker.join()
                 send(_status(worker))
-                send(Stopped(worker.latency_summary()))
+                send(Stopped())
                 return
         if worker.failed is not None and not reported_failure:
             reported_failure = True
@@ -289,21 +310,13 @@ def _follow(
 def _status(worker: EngineWorker) -> Status:
     with worker.lock:
         core = worker.core
-        return Status(
-            worker.evaluated,
-            core.position,
-            core.engine.watermark,
-            worker.clock.now(),
-            None if worker.failed is None else repr(worker.failed),
-        )
+        return Status(worker.evaluated, core.position, core.engine.watermark)
 
 
 def _answer(worker: EngineWorker, call: Call) -> Reply:
-    from .views import patient_view
-
     try:
         if call.name == "patient_view":
-            return Reply(call.call_id, patient_view(worker, call.arg))
+            return Reply(call.call_id, worker.patient_view(call.arg))
         return Reply(call.call_id, None, f"unknown call {call.name!r}")
     except Exception as exc:  # the HTTP request hears it; the engine goes on
         return Reply(call.call_id, None, repr(exc))
