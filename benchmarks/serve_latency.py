@@ -1,6 +1,6 @@
 """ACK latency of ``pumpguard serve`` under an open-loop load, against a bare MLLP server.
 
-    python benchmarks/serve_latency.py [--rate 1000] [--seconds 10] [--connections 8]
+    python benchmarks/serve_latency.py [--rate 1000] [--seconds 10] [--connections 8] [--thread-too]
 
 Open loop: message i of connection k is due at ``(i + k / connections) /
 rate_per_connection`` seconds (arrivals evenly spaced over the connections,
@@ -142,7 +142,7 @@ def summary(lat: list[float]) -> dict[str, float]:
     }
 
 
-def start_serve(workdir: Path, port: int, engine: str = "thread") -> subprocess.Popen[bytes]:
+def start_serve(workdir: Path, port: int, engine: str = "process") -> subprocess.Popen[bytes]:
     cfg = workdir / "serve.yaml"
     cfg.write_text(
         f"journal: journal.sqlite\nclock: events\nengine: {engine}\n"
@@ -182,7 +182,7 @@ def event_to_finding(log: Path) -> object:
 
 
 def run_serve(
-    msgs: list[tuple[str, bytes]], rate: float, connections: int, engine: str = "thread"
+    msgs: list[tuple[str, bytes]], rate: float, connections: int, engine: str = "process"
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="pumpguard-lat-") as tmp:
         workdir = Path(tmp)
@@ -230,9 +230,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--ramp", type=float, nargs="*", default=[2000, 3000, 4000, 6000])
     ap.add_argument(
-        "--process-too",
+        "--thread-too",
         action="store_true",
-        help="also run the service with its engine in its own process, same load",
+        help="also run the service with its engine on a thread (engine: thread), same load",
     )
     args = ap.parse_args()
     msgs = messages(int(args.rate * args.seconds))
@@ -242,9 +242,9 @@ def main() -> int:
     )
     first = run_serve(msgs, args.rate, args.connections)
     print("pumpguard serve:                      ", json.dumps(first))
-    if args.process_too:
-        other = run_serve(msgs, args.rate, args.connections, engine="process")
-        print("pumpguard serve, engine: process:     ", json.dumps(other))
+    if args.thread_too:
+        other = run_serve(msgs, args.rate, args.connections, engine="thread")
+        print("pumpguard serve, engine: thread:      ", json.dumps(other))
     best = args.rate if _sustained(first) else None
     for rate in args.ramp if best is not None else []:
         r = run_serve(messages(int(rate * 5)), rate, args.connections)

@@ -107,10 +107,11 @@ class ServeConfig(_Model):
     late_after_s: float = Field(default=300.0, ge=0)
     clock: Literal["wall", "events"] = "wall"
     """``events``: time follows the newest event evaluated (backfills, feed tests), not the wall."""
-    engine: Literal["thread", "process"] = "thread"
-    """``thread``: the engine runs on a thread of the service process (the default, the
-    longer proven); ``process``: in a process of its own, so acknowledgements never share
-    the interpreter lock with an evaluation and the listeners accept during recovery."""
+    engine: Literal["thread", "process"] = "process"
+    """``process`` (the default): the engine in a process of its own, so acknowledgements
+    never share the interpreter lock with an evaluation, both cores work, and the listeners
+    accept during recovery (measured: lower ACK p99.9 and a quicker restart);
+    ``thread``: on a thread of the service process (one core, one process to watch)."""
     snapshot_every_inputs: int = Field(default=20_000, ge=1)
     snapshot_every_s: float = Field(default=60.0, gt=0)
     hold: Hold = Hold()

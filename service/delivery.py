@@ -27,7 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
-from pumpguard.adapters.transports import Deliverable, DeliveryError, Transport
+from pumpguard.adapters.transports import (
+    BatchTransport,
+    Deliverable,
+    DeliveryError,
+    Transport,
+)
 from pumpguard.service.sink_config import (
     JsonlSinkConfig,
     MllpConnect,
@@ -144,12 +149,13 @@ class Deliverer:
         batch: int = 100,
         poll_s: float = 5.0,
         delivery_timeout_s: float = 30.0,
+        linger_s: float = 0.0,
         on_outcome: Callable[[str, Outcome], None] | None = None,
     ) -> None:
         if base_delay_s <= 0 or max_delay_s < base_delay_s:
             msg = f"back-off needs 0 < base ({base_delay_s}) <= max ({max_delay_s})"
             raise ValueError(msg)
-        if batch < 1 or poll_s <= 0 or delivery_timeout_s <= 0:
+        if batch < 1 or poll_s <= 0 or delivery_timeout_s <= 0 or linger_s < 0:
             raise ValueError("batch, poll_s and delivery_timeout_s must be positive")
         self._journal = journal
         self._sinks = dict(sinks)
@@ -160,6 +166,7 @@ class Deliverer:
         self._batch = batch
         self._poll = poll_s
         self._timeout = delivery_timeout_s
+        self._linger = linger_s
         self._on_outcome = on_outcome
         self._stats = {name: SinkStats() for name in self._sinks}
         self._wakes: dict[str, asyncio.Event] = {}
@@ -246,6 +253,10 @@ class Deliverer:
                 items = await self._call(self._journal.outbox_due, sink, now, self._batch)
                 if items:
                     await self._deliver_batch(sink, items)
+                    if len(items) < self._batch and self._linger > 0:
+                        # Under load, let the next findings gather: one write, one fsync and
+                        # one outbox update for a burst instead of one each.
+                        await self._sleep(self._stopped, self._linger)
                     continue
             except Exception as exc:  # the journal failing must not end this sink's worker
                 self._failed(sink, f"outbox failed: {exc.__class__.__name__}: {exc}", now)
@@ -259,6 +270,10 @@ class Deliverer:
                 await until.wait()
 
     async def _deliver_batch(self, sink: str, items: Sequence[OutboxEntry]) -> None:
+        transport = self._sinks[sink]
+        batched = len(items) > 1 and isinstance(transport, BatchTransport)
+        if batched and await self._deliver_together(sink, transport, items):  # type: ignore[arg-type]
+            return
         delivered: list[int] = []
         try:
             for entry in items:
@@ -270,6 +285,22 @@ class Deliverer:
         finally:
             if delivered:
                 await self._mark_delivered(sink, delivered)
+
+    async def _deliver_together(
+        self, sink: str, transport: BatchTransport, items: Sequence[OutboxEntry]
+    ) -> bool:
+        """The whole batch in one call; False (nothing recorded) sends the caller item by
+        item, where each failure gets its own retry or dead letter."""
+        try:
+            records = [Deliverable.from_json(entry.body) for entry in items]
+            async with asyncio.timeout(self._timeout):
+                await transport.deliver_batch(records)
+        except Exception:
+            return False
+        for _ in items:
+            self._record(sink, "delivered")
+        await self._mark_delivered(sink, [entry.item_id for entry in items])
+        return True
 
     async def _deliver_one(self, sink: str, entry: OutboxEntry, delivered: list[int]) -> Outcome:
         try:

@@ -160,7 +160,7 @@ class LiveCore:
         self.max_checkpoints = max_checkpoints
         self.clock = ManualClock(mode="live")
         self.engine = Engine(pack, self.clock)
-        self._shadow = Engine(pack, ManualClock(mode="live"))
+        self._shadow: Engine | None = None  # made on the first late event: a start is quicker
         self._patients: dict[str, _Patient] = {}
         self.tick_at = float("-inf")
         self.position = 0
@@ -214,7 +214,7 @@ class LiveCore:
         self.prune()
         return dumps(
             _CoreState(
-                self.engine.snapshot(),
+                self.engine.snapshot(copy=False),  # dumps copies
                 self._patients,
                 self.tick_at,
                 self.position,
@@ -229,7 +229,7 @@ class LiveCore:
         if not isinstance(state, _CoreState):
             msg = "not a live-core snapshot"
             raise TypeError(msg)
-        self.engine.restore(state.engine)
+        self.engine.restore(state.engine, copy=False)  # just unpickled: ours alone
         self._patients = state.patients
         self.tick_at = state.tick_at
         self.position = state.position
@@ -302,6 +302,8 @@ class LiveCore:
         patient = self._patient(pid)
         base = next((cp for cp in reversed(patient.checkpoints) if cp.admits(key)), None)
         shadow = self._shadow
+        if shadow is None:
+            shadow = self._shadow = Engine(self.pack, ManualClock(mode="live"))
         shadow.drop_patient(pid)
         shadow.watermark = float("-inf")  # only this patient: its own events fire its deadlines
         if base is None:

@@ -129,3 +129,14 @@ def test_thresholds_live_in_the_pack_not_the_engine():
     text = "".join(p.read_text() for p in engine_dir.glob("*.py"))
     for needle in ("216", "blinatumomab", "dexamethasone", "4.0 *", "REINIT"):
         assert needle not in text
+
+
+def test_libyaml_and_pure_python_parsers_read_every_pack_file_alike():
+    import yaml
+    from pumpguard.engine import loader
+
+    pure = loader.pack_loader(yaml.SafeLoader)
+    files = sorted(Path(default_pack()).rglob("*.yaml"))
+    assert files
+    for path in files:
+        assert loader._load_yaml(path) == loader._load_yaml(path, pure), path

@@ -24,20 +24,21 @@ def _jsonl(findings: list) -> list[str]:  # type: ignore[type-arg]
     return [f.to_json() for f in findings]
 
 
+@pytest.mark.parametrize("copy", [True, False], ids=["copied", "adopted"])
 @pytest.mark.parametrize("path", SCENARIOS[::5], ids=lambda p: p.stem)
 def test_snapshot_bytes_restored_into_a_new_engine_give_the_uninterrupted_findings(
-    pack: CompiledPack, path: Path
+    pack: CompiledPack, path: Path, copy: bool
 ) -> None:
     events = _events(path)
     whole = _jsonl(list(drive(Engine(pack), events)))
     cut = len(events) // 2
     first = Engine(pack)
     before = [f.to_json() for e in events[:cut] for f in first.submit(e)]
-    blob = dumps(first.snapshot())
+    blob = dumps(first.snapshot(copy=copy))  # copy=False: the bytes are the copy
     second = Engine(pack)
     snap = loads(blob)
     assert isinstance(snap, EngineSnapshot)
-    second.restore(snap)
+    second.restore(snap, copy=copy)
     end = max(e.ts.timestamp() for e in events)
     after = _jsonl(list(drive(second, events[cut:], end=end)))
     assert before + after == whole

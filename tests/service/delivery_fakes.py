@@ -202,3 +202,21 @@ class ScriptedSink:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+@dataclass
+class BatchingSink(ScriptedSink):
+    """A :class:`ScriptedSink` that can also take a batch in one call (a JSONL file's way).
+
+    ``batch_fails``: every batch call fails (retryable), so the outbox must fall back to
+    one item at a time. ``batches`` lists the ids of each batch call.
+    """
+
+    batch_fails: bool = False
+    batches: list[list[str]] = field(default_factory=list)
+
+    async def deliver_batch(self, items: Sequence[Deliverable]) -> None:
+        self.batches.append([item.id for item in items])
+        if self.batch_fails:
+            raise SinkUnavailable("batch write failed")
+        self.received.extend(item.id for item in items)

@@ -6,12 +6,14 @@ Every test runs on looptime's fake loop clock: back-off of minutes takes no real
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 from pathlib import Path
 
 import pytest
 from delivery_fakes import (
+    BatchingSink,
     DeadLetterOutbox,
     FakeOutbox,
     LoopClock,
@@ -393,3 +395,83 @@ async def test_each_outcome_is_reported_to_the_metrics_hook() -> None:
     await until(lambda: not outbox.pending("a"))
     await d.stop()
     assert seen == [("a", "delivered"), ("a", "retry"), ("a", "delivered"), ("a", "dead")]
+
+
+async def test_a_batch_sink_takes_a_burst_in_one_call_and_each_item_is_marked_delivered() -> None:
+    outbox = FakeOutbox()
+    findings = [make_finding(n) for n in range(6)]
+    for f in findings:
+        outbox.enqueue("a", f)
+    sink = BatchingSink(LoopClock())
+    d = deliverer(outbox, {"a": sink})
+    await d.start()
+    await until(lambda: not outbox.pending("a"))
+    await d.stop()
+    assert sink.batches == [[f.finding_id for f in findings]]
+    assert sink.attempts == []  # no item went alone
+    assert d.stats()["a"].delivered == 6
+
+
+async def test_a_failed_batch_goes_item_by_item_each_with_its_own_retry_or_dead_letter() -> None:
+    outbox = DeadLetterOutbox()
+    ok, flaky, bad = make_finding(1), make_finding(2), make_finding(3)
+    for f in (ok, flaky, bad):
+        outbox.enqueue("a", f)
+    sink = BatchingSink(
+        LoopClock(), fail={flaky.finding_id: 1}, refuse={bad.finding_id}, batch_fails=True
+    )
+    seen: list[str] = []
+    d = deliverer(outbox, {"a": sink}, on_outcome=lambda _s, o: seen.append(o))
+    await d.start()
+    await until(lambda: not outbox.pending("a"))
+    await d.stop()
+    assert sink.batches[0] == [ok.finding_id, flaky.finding_id, bad.finding_id]
+    assert sink.received == [ok.finding_id, flaky.finding_id]
+    assert seen == ["delivered", "retry", "delivered", "dead"]
+
+
+async def _trickle(d: Deliverer, outbox: FakeOutbox, count: int, every_s: float) -> None:
+    for n in range(count):
+        outbox.enqueue("a", make_finding(n))
+        d.wake()
+        await asyncio.sleep(every_s)
+
+
+async def test_linger_gathers_findings_that_trickle_in_into_few_delivery_rounds() -> None:
+    outbox = FakeOutbox()
+    sink = BatchingSink(LoopClock())
+    d = deliverer(outbox, {"a": sink}, linger_s=0.02)
+    await d.start()
+    await _trickle(d, outbox, 20, 0.005)
+    await until(lambda: not outbox.pending("a"), step_s=0.01)
+    await d.stop()
+    rounds = len(sink.batches) + len(sink.attempts)
+    assert len(sink.received) == 20
+    assert rounds <= 6  # 20 findings over 0.1 s, a round at most every 0.02 s
+
+
+async def test_without_linger_each_trickling_finding_is_its_own_round() -> None:
+    outbox = FakeOutbox()
+    sink = BatchingSink(LoopClock())
+    d = deliverer(outbox, {"a": sink})
+    await d.start()
+    await _trickle(d, outbox, 20, 0.005)
+    await until(lambda: not outbox.pending("a"), step_s=0.01)
+    await d.stop()
+    assert len(sink.attempts) == 20
+    assert sink.batches == []
+
+
+async def test_jsonl_batch_is_one_append_and_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd))[1])
+    path = tmp_path / "findings.jsonl"
+    records = [Deliverable.of(make_finding(n)) for n in range(5)]
+    transport = JsonlFileTransport(path)
+    await transport.deliver_batch(records)
+    read = read_deduplicated(path)
+    assert [r.id for r in read.records] == [r.id for r in records]
+    assert len(syncs) == 1
