@@ -36,7 +36,15 @@ from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding, Withdrawal
 from pumpguard.service import journal_ops as ops
 from pumpguard.service import journal_reads as reads
-from pumpguard.service.journal_batch import Op, Write, apply_writes, settle
+from pumpguard.service.journal_batch import (
+    LoopWaiter,
+    Op,
+    Waiter,
+    Write,
+    apply_writes,
+    settle,
+    settle_all,
+)
 from pumpguard.service.journal_records import (
     OUTCOMES,
     Appended,
@@ -54,6 +62,7 @@ from pumpguard.service.journal_records import (
     StoredWithdrawal,
 )
 from pumpguard.service.journal_schema import SCHEMA_VERSION, connect_reader, connect_writer
+from pumpguard.service.seen_keys import SeenKeys
 
 __all__ = [
     "OUTCOMES",
@@ -119,8 +128,17 @@ class Journal:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._conn = connect_writer(self.path, busy_timeout_ms)
+        newest = int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0])
+        self.seen = SeenKeys(max(1_000_000, 2 * newest))
+        """The dedupe keys journaled (a Bloom filter): :meth:`answer_of` asks SQLite only
+        about a key it may hold. Keys from before this open are loaded in the background;
+        the writer adds each new one before its waiter hears of the commit."""
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
+        self._loader = threading.Thread(
+            target=self._load_keys, args=(newest,), name="journal-keys", daemon=True
+        )
+        self._loader.start()
 
     # ------------------------------------------------------------------ writes
 
@@ -130,16 +148,23 @@ class Journal:
         Cancelling the caller does not withdraw the message: it was received, so it is
         stored all the same (only the answer is lost, and a resend is recognised).
         """
-        result: Appended = await asyncio.wrap_future(self.submit(inbound))
-        return result
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Appended] = loop.create_future()
+        self._enqueue(_append_op(inbound, LoopWaiter(loop, future)))
+        return await future
 
     def append_wait(self, inbound: Inbound) -> Appended:
         """:meth:`append`, blocking (CLI, tests, threads)."""
-        return self._wait(lambda conn: ops.append(conn, inbound))
+        if threading.current_thread() is self._thread:
+            raise JournalError("a blocking append from the writer thread would wait for itself")
+        result: Appended = self.submit(inbound).result()
+        return result
 
     def submit(self, inbound: Inbound) -> concurrent.futures.Future[Appended]:
         """Queue one message; the future resolves once its batch is committed."""
-        return self._submit(lambda conn: ops.append(conn, inbound))
+        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
+        self._enqueue(_append_op(inbound, future))
+        return future
 
     def append_tick(self, at: float) -> JournalInput:
         """A tick (deadlines fired up to ``at``), durable before this returns.
@@ -307,6 +332,8 @@ class Journal:
         The MLLP listener asks before mapping, so a resend never reaches the feed's
         STOP/START pairing a second time.
         """
+        if self.seen.complete and not self.seen.may_hold(dedupe_key):
+            return None  # never journaled: no query, so the event loop keeps its lock
         row = (
             self._reader()
             .execute("SELECT ack FROM messages WHERE dedupe_key = ?", (dedupe_key,))
@@ -335,6 +362,8 @@ class Journal:
             self._queue.put(_STOP)
         if threading.current_thread() is not self._thread:
             self._thread.join()
+        if threading.current_thread() is not self._loader:
+            self._loader.join()
         for conn in self._readers:
             conn.close()
         self._readers.clear()
@@ -354,13 +383,16 @@ class Journal:
 
     def _submit(self, write: Write) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._enqueue(Op(write, future))
+        return future
+
+    def _enqueue(self, op: Op) -> None:
         with self._lock:
             if self._closed:
                 raise JournalClosedError(f"journal {self.path} is closed")
             if self._fatal is not None:
                 raise self._fatal
-            self._queue.put(Op(write, future))
-        return future
+            self._queue.put(op)
 
     def _wait(self, write: Callable[[sqlite3.Connection], tuple[T, list[JournalInput]]]) -> T:
         if threading.current_thread() is self._thread:
@@ -394,6 +426,32 @@ class Journal:
         finally:
             conn.close()
 
+    def _load_keys(self, newest: int, chunk: int = 10_000) -> None:
+        """Add the keys journaled before this open (seq up to ``newest``), then say complete;
+        until then :meth:`answer_of` asks SQLite about every key, as without the filter."""
+        try:
+            conn = connect_reader(self.path, self._busy_ms)
+        except sqlite3.Error as exc:
+            _log_error("journal.keys_not_loaded", path=str(self.path), error=repr(exc))
+            return
+        try:
+            after = 0
+            while after < newest and not self._closed:
+                rows = conn.execute(
+                    "SELECT seq, dedupe_key FROM messages WHERE seq > ? AND seq <= ?"
+                    " AND dedupe_key IS NOT NULL ORDER BY seq LIMIT ?",
+                    (after, newest, chunk),
+                ).fetchall()
+                if not rows:
+                    break
+                self.seen.add_all([str(key) for _, key in rows])
+                after = int(rows[-1][0])
+            self.seen.complete = not self._closed
+        except sqlite3.Error as exc:  # the filter stays incomplete: every key is asked of SQLite
+            _log_error("journal.keys_not_loaded", path=str(self.path), error=repr(exc))
+        finally:
+            conn.close()
+
     def _run(self) -> None:
         batch: list[Op] = []
         try:
@@ -419,24 +477,29 @@ class Journal:
     def _gather(self, first: object) -> tuple[list[object], bool]:
         """The batch: ``first`` and what else is queued; True when close() was asked.
 
-        While the batch is smaller than the last one, the writer waits (up to
-        ``commit_delay_s``, as PostgreSQL's commit_delay) for the writers the last commit
-        released to come back, so they share the next fsync instead of splitting it. A
-        lone writer (last batch of one) never waits.
+        While fewer listeners wait in the batch than the last commit released, the writer
+        waits (up to ``commit_delay_s``, as PostgreSQL's commit_delay) for them to come
+        back with their next message, so they share the next fsync instead of splitting
+        it. Only listeners (``append`` from an event loop) count: the engine's outputs,
+        ticks and snapshots do not come back after a commit, so counting them made the
+        writer wait out the whole delay for a message that was never coming. A lone
+        listener never waits.
         """
         batch = [first]
+        back = _comes_back(first)
         deadline = time.monotonic() + self._commit_delay
         while len(batch) < self._max_batch:
-            wait = deadline - time.monotonic() if len(batch) < self._last_batch else 0.0
+            wait = deadline - time.monotonic() if self._last_batch > max(back, 1) else 0.0
             try:
                 item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP:
-                self._last_batch = len(batch)
+                self._last_batch = back
                 return batch, True
             batch.append(item)
-        self._last_batch = len(batch)
+            back += _comes_back(item)
+        self._last_batch = back
         return batch, False
 
     def _execute(self, batch: list[Op]) -> None:
@@ -469,10 +532,12 @@ class Journal:
             return
         self.commits += 1
         done, made = applied
+        for op in batch:  # before anyone hears of the commit: an answered key is known
+            if op.key is not None:
+                self.seen.add(op.key)
         if made and self._on_commit is not None:
             self._feed(made)
-        for op, result, problem in done:
-            settle(op.future, result=result, error=problem)
+        settle_all([(op.future, (result, problem)) for op, result, problem in done])
 
     def _apply(
         self, conn: sqlite3.Connection, batch: list[Op], *, isolate: bool
@@ -505,6 +570,15 @@ class Journal:
                 return
             if isinstance(item, Op):
                 settle(item.future, error=error)
+
+
+def _append_op(inbound: Inbound, waiter: Waiter) -> Op:
+    return Op(lambda conn: ops.append(conn, inbound), waiter, inbound.dedupe_key)
+
+
+def _comes_back(item: object) -> int:
+    """1 for a listener's append (it sends its next message once answered), else 0."""
+    return int(isinstance(item, Op) and isinstance(item.future, LoopWaiter))
 
 
 def _log_error(event: str, **fields: Any) -> None:

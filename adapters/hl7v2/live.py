@@ -265,7 +265,9 @@ class MessageMapper:
         released = [r for _, r in reader.released]
         reader.released.clear()
         reader.tally.note(fate_of(records))
-        message = _parsed(segments)
+        # The reader's own parse when it used the same parser (the default): not twice.
+        same = self.config.hl7_parser != "python-hl7"
+        message = reader.last_parsed if same else _parsed(segments)
         decision = _decide(records, message, unbound=binder.failures > failures)
         rejects = [r for r in records if isinstance(r, Reject)]
         return MappedMessage(

@@ -120,6 +120,8 @@ class Hl7Message:
         value = seg[n]
         if not value:
             return ""
+        if c == 1 and not rep and value.isalnum():  # the common case: nothing to split
+            return value
         if self.rs in value and not (seg[0] == "MSH" and n == 2):
             reps = value.split(self.rs)
             value = reps[rep] if rep < len(reps) else ""

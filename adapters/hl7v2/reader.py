@@ -49,6 +49,9 @@ class Hl7Reader:
         self.alarms: dict[str, set[str]] = {}
         self.adt_last: dict[str, tuple[str, str | None]] = {}
         self.released: list[tuple[str, Record]] = []
+        self.last_parsed: Hl7Message | None = None
+        """The message :meth:`read_message` last parsed (None: it could not be parsed); the
+        live mapper builds its ACK from it rather than parsing the message again."""
         self._parse: Callable[[list[str]], Hl7Message] = (
             Hl7Message.parse_with_python_hl7
             if self.config.hl7_parser == "python-hl7"
@@ -99,8 +102,9 @@ class Hl7Reader:
         Stops an earlier message held back and this one releases are not in the
         list: they wait in ``released`` with their own position.
         """
+        self.last_parsed = None
         try:
-            msg = self._parse(decode_segments(segments))
+            msg = self.last_parsed = self._parse(decode_segments(segments))
             records = self._dispatch(msg, position)
         except InputError as exc:
             return [Reject(self.label, position, exc.message)]

@@ -226,3 +226,19 @@ def test_a_mapping_bug_costs_one_message_an_ae_even_when_logging_fails(monkeypat
     assert (result.decision.code, result.decision.reason) == ("AE", "internal error")
     monkeypatch.undo()
     assert mapper.map(IPEC).decision.code == "AA"
+
+
+def test_acks_are_the_same_whichever_parser_read_the_messages():
+    stop = {
+        "event_id": "x1",
+        "type": "pump.infusion_stopped",
+        "ts": T0.replace(hour=10),
+        "reason": "user",
+    }
+    feed = [IPEC, *messages(PIV), *written(START, RATE, stop), b"MSH|^~\\&|A|B|||||ORU^R42|9|P"]
+    fast = MessageMapper()
+    full = MessageMapper(AdapterConfig(hl7_parser="python-hl7"))
+    for data in feed:
+        a, b = fast.map(data), full.map(data)
+        assert a.ack(NOW) == b.ack(NOW)
+        assert a.decision == b.decision

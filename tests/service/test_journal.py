@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -330,3 +331,26 @@ def test_broken_log_stream_never_leaves_a_waiter_hanging(
         assert journal.submit(inbound(1)).result(10).message_seq == 1
         with pytest.raises(JournalError, match="engine consumer failed"):
             journal.submit(inbound(2))
+
+
+def test_engine_outputs_in_a_batch_do_not_hold_the_next_commit_for_a_listener(path: Path) -> None:
+    gate = Gate()
+
+    async def main(journal: Journal) -> float:
+        gate.hold()
+        journal.submit(inbound(100))
+        assert await asyncio.to_thread(gate.entered.wait, 10)
+        # Queued behind the held batch, so committed together: one listener, one tick.
+        first = asyncio.ensure_future(journal.append(inbound(1)))
+        await asyncio.sleep(0)
+        tick = journal.submit_tick(5000.0)
+        gate.release.set()
+        await first
+        await asyncio.wrap_future(tick)
+        started = time.monotonic()
+        await journal.append(inbound(2))  # the only listener: nobody else is coming back
+        return time.monotonic() - started
+
+    with Journal(path, on_commit=gate, commit_delay_s=5.0) as journal:
+        took = run_async(main(journal))
+    assert took < 2.5  # counting the tick as a listener made this wait the whole 5 s
