@@ -36,19 +36,20 @@ class _Layer:
         self.bits = bytearray((self.size + 7) // 8)
         self.count = 0
 
-    def positions(self, h1: int, h2: int) -> list[int]:
-        size = self.size
-        return [(h1 + i * h2) % size for i in range(self.hashes)]
-
     def add(self, h1: int, h2: int) -> None:
-        bits = self.bits
-        for p in self.positions(h1, h2):
+        bits, size = self.bits, self.size
+        for i in range(self.hashes):
+            p = (h1 + i * h2) % size
             bits[p >> 3] |= 1 << (p & 7)
         self.count += 1
 
     def may_hold(self, h1: int, h2: int) -> bool:
-        bits = self.bits
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self.positions(h1, h2))
+        bits, size = self.bits, self.size
+        for i in range(self.hashes):
+            p = (h1 + i * h2) % size
+            if not bits[p >> 3] & (1 << (p & 7)):
+                return False  # a new key usually stops here, at the first or second bit
+        return True
 
 
 def _hash(key: str) -> tuple[int, int]:
