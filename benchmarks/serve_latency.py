@@ -12,7 +12,7 @@ the rate is stepped up (``--ramp``), over each connection count of
 ``--ramp-connections``, to find the highest sustained rate with nothing lost
 (every message acknowledged ``AA`` and in the journal once) and p99 under 50
 ms. MLLP has one message in flight per connection, so a connection's rate is
-at most one over its round trip (about 4 ms under load: mapping, a group
+at most one over its round trip (about 4.5 ms under load: mapping, a group
 commit's fsync, the ACK): the connection count bounds the rate as well. Event-to-finding latency is the service's own figure, logged
 when it stops: from a message's commit to the journaling of a finding it raised.
 """

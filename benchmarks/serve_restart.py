@@ -173,18 +173,19 @@ def main() -> int:
         config = ServeConfig(
             journal=path,
             clock="events",
+            engine="thread",  # in this process: the recovery itself, no second interpreter
             mllp={"port": 0},  # type: ignore[arg-type]
             http=None,
             sinks=({"name": "null", "type": "jsonl", "path": Path(tmp) / "f.jsonl"},),  # type: ignore[arg-type]
         )
         cold = asyncio.run(start_once(config))
         print(
-            "no snapshot:   "
+            "in process (engine: thread), no snapshot:   "
             + json.dumps({"ready_s": round(cold[0], 3), "replayed_inputs": cold[1]})
         )
         warm = asyncio.run(start_once(config))
         print(
-            "with snapshot: "
+            "in process (engine: thread), with snapshot: "
             + json.dumps(
                 {"ready_s": round(warm[0], 3), "replayed_inputs": warm[1], "snapshot_at": warm[2]}
             )
