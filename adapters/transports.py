@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,9 @@ class JsonlFileTransport:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # One append at a time: a timed-out append may still be writing on its thread
+        # when the outbox retries, and the torn-line check must see the file whole.
+        self._lock = threading.Lock()
 
     async def deliver(self, item: Deliverable) -> None:
         await self.deliver_batch((item,))
@@ -167,7 +171,7 @@ class JsonlFileTransport:
 
     def _append(self, text: str) -> None:
         data = text.encode("utf-8") + b"\n"
-        with self.path.open("ab+") as fh:
+        with self._lock, self.path.open("ab+") as fh:
             if fh.tell() > 0:
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":

@@ -68,7 +68,33 @@ def pack_loader(base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
 
 _PackLoader = pack_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 """On libyaml's parser when PyYAML has it: a pack loads about four times quicker (every
-command and every service start loads one), to the same data as the pure-Python parser."""
+command and every service start loads one), to the same data as the pure-Python parser.
+A file it refuses is parsed again by the pure-Python one, whose messages say more."""
+
+_PurePackLoader = pack_loader(yaml.SafeLoader)
+
+
+def _detailed(text: str, loader_class: type[yaml.SafeLoader]) -> yaml.YAMLError | None:
+    """The pure-Python parser's error for text libyaml refused (its messages name the tab
+    or the alias); None when that is the parser that refused it, or it reads the text."""
+    if loader_class is _PurePackLoader:
+        return None
+    try:
+        _parse(text, _PurePackLoader)
+    except yaml.YAMLError as exc:
+        return exc
+    return None
+
+
+def _parse(text: str, loader_class: type[yaml.SafeLoader]) -> tuple[yaml.Node | None, Any]:
+    """One parse gives both the nodes (for line numbers) and the data."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return node, data
 
 
 def _load_yaml(
@@ -81,17 +107,13 @@ def _load_yaml(
         msg = f"{path}: cannot read: {exc.strerror}"
         raise RulePackError(msg, source=str(path)) from exc
     try:
-        loader = loader_class(text)
-        try:  # one parse gives both the nodes (for line numbers) and the data
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        node, data = _parse(text, loader_class)
+    except yaml.YAMLError as first:
+        error = _detailed(text, loader_class) or first
+        mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        msg = f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"
-        raise RulePackError(msg, source=str(path)) from exc
+        msg = f"{where}: not valid YAML: {getattr(error, 'problem', error)}"
+        raise RulePackError(msg, source=str(path)) from error
     lines: dict[int, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:

@@ -124,7 +124,7 @@ class Service:
         from .sink_config import build_transports
 
         self.metrics = Metrics()
-        self.journal = Journal(self.config.journal, on_commit=self._committed)
+        self.journal = Journal(self.config.journal, on_commit=self._committed, remember_keys=True)
         self.sink_names = [s.name for s in self.config.sinks]
         hold = dict.fromkeys(self.config.hold.codes, self.config.hold.grace_s)
         self.worker: EngineWorker | None = None

@@ -156,7 +156,9 @@ class Deliverer:
             msg = f"back-off needs 0 < base ({base_delay_s}) <= max ({max_delay_s})"
             raise ValueError(msg)
         if batch < 1 or poll_s <= 0 or delivery_timeout_s <= 0 or linger_s < 0:
-            raise ValueError("batch, poll_s and delivery_timeout_s must be positive")
+            raise ValueError(
+                "batch, poll_s and delivery_timeout_s must be positive, linger_s not negative"
+            )
         self._journal = journal
         self._sinks = dict(sinks)
         self._clock = clock

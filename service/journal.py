@@ -109,6 +109,7 @@ class Journal:
         busy_timeout_ms: int = 5000,
         keep_snapshots: int = 3,
         commit_delay_s: float = 0.002,
+        remember_keys: bool = False,
     ) -> None:
         if max_batch < 1:
             raise JournalError(f"max_batch must be at least 1, not {max_batch}")
@@ -129,16 +130,19 @@ class Journal:
         self._readers: list[sqlite3.Connection] = []
         self._conn = connect_writer(self.path, busy_timeout_ms)
         newest = int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0])
-        self.seen = SeenKeys(max(1_000_000, 2 * newest))
-        """The dedupe keys journaled (a Bloom filter): :meth:`answer_of` asks SQLite only
-        about a key it may hold. Keys from before this open are loaded in the background;
-        the writer adds each new one before its waiter hears of the commit."""
+        self.seen = SeenKeys(max(100_000, 2 * newest))
+        """The dedupe keys journaled (a Bloom filter, about 1.8 bytes a key): with
+        ``remember_keys`` (the service), :meth:`answer_of` asks SQLite only about a key it
+        may hold. Keys from before this open are loaded in the background; the writer
+        adds each new one inside its transaction, before any reader can see the row.
+        It knows only this process's writes: one journal, one writing process."""
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
         self._loader = threading.Thread(
             target=self._load_keys, args=(newest,), name="journal-keys", daemon=True
         )
-        self._loader.start()
+        if remember_keys:
+            self._loader.start()
 
     # ------------------------------------------------------------------ writes
 
@@ -332,13 +336,12 @@ class Journal:
         The MLLP listener asks before mapping, so a resend never reaches the feed's
         STOP/START pairing a second time.
         """
+        reader = self._reader()  # a closed journal says so, filter or not
         if self.seen.complete and not self.seen.may_hold(dedupe_key):
             return None  # never journaled: no query, so the event loop keeps its lock
-        row = (
-            self._reader()
-            .execute("SELECT ack FROM messages WHERE dedupe_key = ?", (dedupe_key,))
-            .fetchone()
-        )
+        row = reader.execute(
+            "SELECT ack FROM messages WHERE dedupe_key = ?", (dedupe_key,)
+        ).fetchone()
         return None if row is None else bytes(row[0] or b"")
 
     def latest_time(self) -> float | None:
@@ -362,7 +365,7 @@ class Journal:
             self._queue.put(_STOP)
         if threading.current_thread() is not self._thread:
             self._thread.join()
-        if threading.current_thread() is not self._loader:
+        if self._loader.is_alive() and threading.current_thread() is not self._loader:
             self._loader.join()
         for conn in self._readers:
             conn.close()
@@ -519,6 +522,11 @@ class Journal:
                 conn.execute("BEGIN IMMEDIATE")
                 applied = self._apply(conn, batch, isolate=True)
             assert applied is not None
+            # Before COMMIT makes the rows visible: a resend asked about between the two
+            # would otherwise be told "never journaled". A rollback leaves a false "maybe".
+            for op in batch:
+                if op.key is not None:
+                    self.seen.add(op.key)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -532,9 +540,6 @@ class Journal:
             return
         self.commits += 1
         done, made = applied
-        for op in batch:  # before anyone hears of the commit: an answered key is known
-            if op.key is not None:
-                self.seen.add(op.key)
         if made and self._on_commit is not None:
             self._feed(made)
         settle_all([(op.future, (result, problem)) for op, result, problem in done])

@@ -268,6 +268,7 @@ class MessageMapper:
         # The reader's own parse when it used the same parser (the default): not twice.
         same = self.config.hl7_parser != "python-hl7"
         message = reader.last_parsed if same else _parsed(segments)
+        reader.last_parsed = None  # not kept in the mapper's snapshots
         decision = _decide(records, message, unbound=binder.failures > failures)
         rejects = [r for r in records if isinstance(r, Reject)]
         return MappedMessage(

@@ -63,6 +63,13 @@ def test_site_file_cannot_invent_parameters(tmp_path: Path):
         load_pack(default_pack(), site_file=site)
 
 
+def test_site_file_with_a_tab_indent_is_refused_naming_the_tab_and_its_line(tmp_path: Path):
+    site = tmp_path / "site.yaml"
+    site.write_text("site: X\nparameters:\n\tsupervision_window_h: 2\n")
+    with pytest.raises(RulePackError, match=r"site.yaml:3: not valid YAML: found character '\\t'"):
+        load_pack(default_pack(), site_file=site)
+
+
 def test_site_file_keeps_parameter_types(tmp_path: Path):
     site = tmp_path / "site.yaml"
     site.write_text("site: X\nparameters:\n  reinit_threshold_h: four\n")

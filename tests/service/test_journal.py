@@ -354,3 +354,26 @@ def test_engine_outputs_in_a_batch_do_not_hold_the_next_commit_for_a_listener(pa
     with Journal(path, on_commit=gate, commit_delay_s=5.0) as journal:
         took = run_async(main(journal))
     assert took < 2.5  # counting the tick as a listener made this wait the whole 5 s
+
+
+def test_async_append_of_a_bad_write_hears_why_and_the_others_are_stored(path: Path) -> None:
+    broken = Inbound(None, "x", b"MSH", 1.0, None, (), "warned", None)  # type: ignore[arg-type]
+
+    async def main(journal: Journal) -> list[object]:
+        return await asyncio.gather(
+            journal.append(inbound(1)), journal.append(broken), return_exceptions=True
+        )
+
+    with Journal(path) as journal:
+        good, bad = run_async(main(journal))
+    assert not isinstance(good, BaseException)
+    assert isinstance(bad, JournalError)
+    assert "NOT NULL" in str(bad)
+    assert count(path, "SELECT count(*) FROM messages") == 1
+
+
+def test_async_append_to_a_closed_journal_is_refused(path: Path) -> None:
+    journal = Journal(path)
+    journal.close()
+    with pytest.raises(JournalClosedError):
+        run_async(journal.append(inbound(1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -66,16 +67,35 @@ def test_a_reopened_journal_loads_its_keys_and_still_answers_a_resend(tmp_path: 
     with Journal(path) as journal:
         for n in range(1, 50):
             journal.append_wait(inbound(n, raw=f"MSH|{n}".encode()))
-    with Journal(path) as journal:
+    with Journal(path, remember_keys=True) as journal:
         _complete(journal)
         assert len(journal.seen) == 49
         assert journal.answer_of("SND|FAC|7") is not None
         assert journal.answer_of("SND|FAC|999") is None
 
 
-def test_a_key_is_held_before_its_waiter_hears_of_the_commit(tmp_path: Path) -> None:
-    with Journal(tmp_path / "journal.sqlite") as journal:
+def test_a_key_is_in_the_filter_before_any_reader_can_see_its_message(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    visible_at_add: list[int] = []
+    with Journal(path, remember_keys=True) as journal:
         _complete(journal)
+        real_add = journal.seen.add
+
+        def add(key: str) -> None:
+            with sqlite3.connect(path) as other:  # another reader, as a resend's lookup is
+                rows = other.execute("SELECT count(*) FROM messages WHERE dedupe_key = ?", (key,))
+                visible_at_add.append(rows.fetchone()[0])
+            real_add(key)
+
+        journal.seen.add = add  # type: ignore[method-assign]
         journal.append_wait(inbound(1))
-        assert journal.seen.may_hold("SND|FAC|1")
         assert journal.answer_of("SND|FAC|1") is not None
+    assert visible_at_add == [0]  # added inside the transaction, before COMMIT
+
+
+def test_without_remember_keys_every_lookup_asks_the_journal(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        journal.append_wait(inbound(1))
+        assert not journal.seen.complete
+        assert journal.answer_of("SND|FAC|1") is not None
+        assert journal.answer_of("SND|FAC|2") is None
