@@ -48,16 +48,27 @@ async def until(cond: object, *, limit_s: float = 3600.0, step_s: float = 0.5) -
     pytest.fail(f"condition not met within {limit_s} s of loop time")
 
 
-async def test_every_item_is_delivered_in_order_and_marked_delivered() -> None:
+async def drained(d: Deliverer, outbox: FakeOutbox, sink: str = "a", **kw: float) -> None:
+    """Start the workers, let them run until ``sink``'s outbox is empty, stop them."""
+    await d.start()
+    await until(lambda: not outbox.pending(sink), **kw)
+    await d.stop()
+
+
+def queued(count: int, sink: str = "a") -> tuple[FakeOutbox, list[Finding]]:
+    """An outbox holding ``count`` findings for ``sink``, and the findings."""
     outbox = FakeOutbox()
-    findings = [make_finding(n) for n in range(5)]
+    findings = [make_finding(n) for n in range(count)]
     for f in findings:
-        outbox.enqueue("a", f)
+        outbox.enqueue(sink, f)
+    return outbox, findings
+
+
+async def test_every_item_is_delivered_in_order_and_marked_delivered() -> None:
+    outbox, findings = queued(5)
     sink = ScriptedSink(LoopClock())
     d = deliverer(outbox, {"a": sink})
-    await d.start()
-    await until(lambda: not outbox.pending("a"))
-    await d.stop()
+    await drained(d, outbox)
     assert sink.received == [f.finding_id for f in findings]
     assert d.stats()["a"].delivered == 5
     assert sink.closed
@@ -398,15 +409,10 @@ async def test_each_outcome_is_reported_to_the_metrics_hook() -> None:
 
 
 async def test_a_batch_sink_takes_a_burst_in_one_call_and_each_item_is_marked_delivered() -> None:
-    outbox = FakeOutbox()
-    findings = [make_finding(n) for n in range(6)]
-    for f in findings:
-        outbox.enqueue("a", f)
+    outbox, findings = queued(6)
     sink = BatchingSink(LoopClock())
     d = deliverer(outbox, {"a": sink})
-    await d.start()
-    await until(lambda: not outbox.pending("a"))
-    await d.stop()
+    await drained(d, outbox)
     assert sink.batches == [[f.finding_id for f in findings]]
     assert sink.attempts == []  # no item went alone
     assert d.stats()["a"].delivered == 6
@@ -422,9 +428,7 @@ async def test_a_failed_batch_goes_item_by_item_each_with_its_own_retry_or_dead_
     )
     seen: list[str] = []
     d = deliverer(outbox, {"a": sink}, on_outcome=lambda _s, o: seen.append(o))
-    await d.start()
-    await until(lambda: not outbox.pending("a"))
-    await d.stop()
+    await drained(d, outbox)
     assert sink.batches[0] == [ok.finding_id, flaky.finding_id, bad.finding_id]
     assert sink.received == [ok.finding_id, flaky.finding_id]
     assert seen == ["delivered", "retry", "delivered", "dead"]
@@ -443,8 +447,7 @@ async def test_linger_gathers_findings_that_trickle_in_into_few_delivery_rounds(
     d = deliverer(outbox, {"a": sink}, linger_s=0.02)
     await d.start()
     await _trickle(d, outbox, 20, 0.005)
-    await until(lambda: not outbox.pending("a"), step_s=0.01)
-    await d.stop()
+    await drained(d, outbox, step_s=0.01)
     rounds = len(sink.batches) + len(sink.attempts)
     assert len(sink.received) == 20
     assert rounds <= 6  # 20 findings over 0.1 s, a round at most every 0.02 s
@@ -456,8 +459,7 @@ async def test_without_linger_each_trickling_finding_is_its_own_round() -> None:
     d = deliverer(outbox, {"a": sink})
     await d.start()
     await _trickle(d, outbox, 20, 0.005)
-    await until(lambda: not outbox.pending("a"), step_s=0.01)
-    await d.stop()
+    await drained(d, outbox, step_s=0.01)
     assert len(sink.attempts) == 20
     assert sink.batches == []
 
