@@ -273,8 +273,11 @@ class Deliverer:
 
     async def _deliver_batch(self, sink: str, items: Sequence[OutboxEntry]) -> None:
         transport = self._sinks[sink]
-        batched = len(items) > 1 and isinstance(transport, BatchTransport)
-        if batched and await self._deliver_together(sink, transport, items):  # type: ignore[arg-type]
+        if (
+            len(items) > 1
+            and isinstance(transport, BatchTransport)
+            and await self._deliver_together(sink, transport, items)
+        ):
             return
         delivered: list[int] = []
         try:

@@ -39,7 +39,6 @@ from pumpguard.service import journal_reads as reads
 from pumpguard.service.journal_batch import (
     LoopWaiter,
     Op,
-    Waiter,
     Write,
     apply_writes,
     settle,
@@ -154,21 +153,18 @@ class Journal:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Appended] = loop.create_future()
-        self._enqueue(_append_op(inbound, LoopWaiter(loop, future)))
+        write, key = _append(inbound)
+        self._enqueue(Op(write, LoopWaiter(loop, future), key))
         return await future
 
     def append_wait(self, inbound: Inbound) -> Appended:
         """:meth:`append`, blocking (CLI, tests, threads)."""
-        if threading.current_thread() is self._thread:
-            raise JournalError("a blocking append from the writer thread would wait for itself")
-        result: Appended = self.submit(inbound).result()
+        result: Appended = self._wait(*_append(inbound))
         return result
 
     def submit(self, inbound: Inbound) -> concurrent.futures.Future[Appended]:
         """Queue one message; the future resolves once its batch is committed."""
-        future: concurrent.futures.Future[Appended] = concurrent.futures.Future()
-        self._enqueue(_append_op(inbound, future))
-        return future
+        return self._submit(*_append(inbound))
 
     def append_tick(self, at: float) -> JournalInput:
         """A tick (deadlines fired up to ``at``), durable before this returns.
@@ -384,9 +380,10 @@ class Journal:
 
     # ------------------------------------------------------------------ internals
 
-    def _submit(self, write: Write) -> concurrent.futures.Future[Any]:
+    def _submit(self, write: Write, key: str | None = None) -> concurrent.futures.Future[Any]:
+        """Queue a write; ``key``: the dedupe key of the message it stores (for the filter)."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._enqueue(Op(write, future))
+        self._enqueue(Op(write, future, key))
         return future
 
     def _enqueue(self, op: Op) -> None:
@@ -397,13 +394,17 @@ class Journal:
                 raise self._fatal
             self._queue.put(op)
 
-    def _wait(self, write: Callable[[sqlite3.Connection], tuple[T, list[JournalInput]]]) -> T:
+    def _wait(
+        self,
+        write: Callable[[sqlite3.Connection], tuple[T, list[JournalInput]]],
+        key: str | None = None,
+    ) -> T:
         if threading.current_thread() is self._thread:
             raise JournalError(
                 "a blocking journal call from on_commit (the writer thread) would wait for "
                 "itself; hand the work to another thread"
             )
-        result: T = self._submit(write).result()
+        result: T = self._submit(write, key).result()
         return result
 
     def _reader(self) -> sqlite3.Connection:
@@ -577,8 +578,9 @@ class Journal:
                 settle(item.future, error=error)
 
 
-def _append_op(inbound: Inbound, waiter: Waiter) -> Op:
-    return Op(lambda conn: ops.append(conn, inbound), waiter, inbound.dedupe_key)
+def _append(inbound: Inbound) -> tuple[Write, str | None]:
+    """The write that stores one message, and its dedupe key (the filter's)."""
+    return (lambda conn: ops.append(conn, inbound)), inbound.dedupe_key
 
 
 def _comes_back(item: object) -> int:

@@ -4,15 +4,17 @@ The MLLP listener asks, before mapping each message, whether its key
 (``MSH-3|MSH-4|MSH-10``) was journaled before, so a resend never reaches the
 feed's STOP/START pairing twice. Asking SQLite costs little by itself, but the
 query lets go of the interpreter lock and the event loop then waits for the
-journal's writer to hand it back: measured, that one query held back a fifth of
-the listener's throughput. Almost every message is new, so a Bloom filter
-answers "never journaled" for it in memory; only a key the filter may hold
-(a resend, or about one new key in a thousand) is asked of SQLite.
+journal's writer to hand it back: in one A/B run over 8 connections, skipping it
+took the closed-loop rate from about 1,600 to 1,900 messages/s. Almost every
+message is new, so a Bloom filter answers "never journaled" for it in memory;
+only a key the filter may hold (a resend, or about one new key in a thousand) is
+asked of SQLite.
 
 A Bloom filter never forgets a key it was given, so "not there" is exact; it
-only errs towards "maybe", which the query then settles. It grows in layers,
-each twice the last, so a journal of any size keeps its error rate; about
-1.8 MB per million keys.
+only errs towards "maybe", which the query then settles. Each layer is sized
+for a 0.1 % false "maybe" (about 1.8 MB per million keys); past its capacity a
+layer twice its size is added, so a journal that outgrows its first sizing has
+a few layers, each adding its 0.1 %.
 """
 
 from __future__ import annotations
