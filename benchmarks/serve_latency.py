@@ -13,8 +13,9 @@ the rate is stepped up (``--ramp``), over each connection count of
 (every message acknowledged ``AA`` and in the journal once) and p99 under 50
 ms. MLLP has one message in flight per connection, so a connection's rate is
 at most one over its round trip (about 4.5 ms under load: mapping, a group
-commit's fsync, the ACK): the connection count bounds the rate as well. Event-to-finding latency is the service's own figure, logged
-when it stops: from a message's commit to the journaling of a finding it raised.
+commit's fsync, the ACK): the connection count bounds the rate as well.
+Event-to-finding latency is the service's own figure, logged when it stops:
+from a message's commit to the journaling of a finding it raised.
 """
 
 from __future__ import annotations
