@@ -20,7 +20,7 @@ from .compiler import (
 )
 from .deadlines import Deadline, DeadlineQueue
 from .explain import Explainer, lookup
-from .expr import evaluate
+from .expr import Evaluator, compile_eval, evaluate
 from .findings import Finding
 from .gate import rule_value
 from .rendering import finding_for
@@ -40,6 +40,15 @@ class ActionRunner:
         self.pack = pack
         self.deadlines = deadlines
         self.observer = observer
+        # Each action expression compiled once, by the identity of its tree in the pack.
+        self._evals: dict[int, Evaluator] = {}
+        for rule in pack.rules:
+            for step in rule.steps:
+                tree = step.after_h if isinstance(step, OpenDeadline) else None
+                if isinstance(step, SetFact):
+                    tree = step.expr
+                if tree is not None:
+                    self._evals[id(tree)] = compile_eval(tree)
 
     def run(
         self,
@@ -68,7 +77,8 @@ class ActionRunner:
             elif isinstance(step, CloseDeadline):
                 self.deadlines.close(patient.patient_id, step.name)
             elif isinstance(step, SetFact):
-                new = rule_value(evaluate(step.expr, env) if step.expr is not None else step.value)
+                value = self._value(step.expr, env) if step.expr is not None else step.value
+                new = rule_value(value)
                 if new is None:
                     patient.facts.pop(step.fact, None)
                 else:
@@ -76,6 +86,10 @@ class ActionRunner:
             elif step.group not in seen:  # EndEpisode
                 patient.episodes.pop(step.group, None)
         return out
+
+    def _value(self, tree: Any, env: Env) -> Any:
+        compiled = self._evals.get(id(tree))
+        return compiled(env) if compiled is not None else evaluate(tree, env)
 
     def _open(
         self,
@@ -86,7 +100,7 @@ class ActionRunner:
         ts: float,
         evidence: tuple[str, ...],
     ) -> None:
-        hours = evaluate(step.after_h, env)
+        hours = self._value(step.after_h, env)
         if not isinstance(hours, int | float) or hours != hours:
             return  # an unknown duration opens nothing: the rule's condition guards it
         spec = step.spec

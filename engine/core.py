@@ -16,22 +16,32 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from copy import deepcopy as _deepcopy
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
 from .actions import ActionRunner
 from .clock import Clock, ReplayClock
-from .compiler import CompiledPack, CompiledRule, event_field_kind
+from .compiler import (
+    CompiledPack,
+    CompiledRule,
+    OpenDeadline,
+    RaiseFinding,
+    SetFact,
+    event_field_kind,
+)
 from .deadlines import Deadline, DeadlineQueue
 from .errors import GateError, RuleEvaluationError
 from .events import EVENT_TYPES, Event
 from .explain import Explainer, NearMiss, lookup
+from .expr import expr_refs
 from .findings import Finding
 from .gate import rule_value
 from .host import RuleHost
-from .rendering import ENGINE_ERROR_CODE, engine_alert
+from .rendering import ENGINE_ERROR_CODE, FINDING_READS, engine_alert
 from .snapshot import EngineSnapshot, PatientSession
-from .state import PatientState
+from .state import ALL_GROUPS, PatientState, groups_for
+from .template import placeholders
 
 __all__ = ["ENGINE_ERROR_CODE", "MAX_ERRORS_KEPT", "Engine", "NearMiss"]
 
@@ -53,10 +63,13 @@ def _readable_fields() -> dict[str, tuple[str, ...]]:
 _READABLE = _readable_fields()
 
 
-def event_fields(event: Event) -> dict[str, Any]:
-    """The event's readable fields as a durable-rules-safe dict (floats, no None)."""
+def event_fields(event: Event, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The event's readable fields as a durable-rules-safe dict (floats, no None).
+
+    ``names``: only these (the fields the type's rules read), else all readable ones.
+    """
     out: dict[str, Any] = {}
-    for name in _READABLE.get(event.type, ()):
+    for name in _READABLE.get(event.type, ()) if names is None else names:
         value = getattr(event, name)
         kind = type(value)
         if kind is float or kind is str or kind is bool:  # the common case, as it is
@@ -64,6 +77,50 @@ def event_fields(event: Event) -> dict[str, Any]:
         elif value is not None:
             out[name] = rule_value(value.value if isinstance(value, Enum) else value)
     return out
+
+
+def _rule_reads(rule: CompiledRule) -> set[str]:
+    """Every ``ns.name`` a rule reads: its condition, its actions' expressions, carried
+    values, templates and episode keys, and what a finding's wording reads."""
+    refs = set(rule.condition.refs)
+    refs.update(rule.spec.once_keys)
+    for step in rule.steps:
+        if isinstance(step, RaiseFinding):
+            for text in (step.spec.message, step.spec.action):
+                refs.update(f"{ns}.{name}" for ns, name, _ in placeholders(text))
+            refs.update(FINDING_READS)
+        elif isinstance(step, OpenDeadline):
+            refs.update(expr_refs(step.after_h))
+            refs.update(step.spec.carry.values())
+        elif isinstance(step, SetFact) and step.expr is not None:
+            refs.update(expr_refs(step.expr))
+    return refs
+
+
+@dataclass(frozen=True, slots=True)
+class _TypePlan:
+    """What one event type's messages hold: the view groups and event fields its rules read."""
+
+    groups: int
+    event_names: tuple[str, ...] | None
+
+
+def _type_plans(
+    by_type: Mapping[str, list[CompiledRule]], *, everything: bool
+) -> dict[str, _TypePlan]:
+    """Per type, the view its rules read (all of it for an explaining engine, whose
+    observer evaluates near misses on the whole environment)."""
+    plans: dict[str, _TypePlan] = {}
+    for etype, rules in by_type.items():
+        if everything:
+            plans[etype] = _TypePlan(ALL_GROUPS, None)
+            continue
+        refs = set().union(*(_rule_reads(r) for r in rules))
+        state = [ref.partition(".")[2] for ref in refs if ref.startswith("state.")]
+        readable = _READABLE.get(etype, ())
+        names = tuple(n for n in readable if f"event.{n}" in refs)
+        plans[etype] = _TypePlan(groups_for(state), names)
+    return plans
 
 
 class Engine:
@@ -92,6 +149,8 @@ class Engine:
             for t in rule.spec.on:
                 self._by_type.setdefault(t, []).append(rule)
         self._host = RuleHost.for_rules(self._by_type)
+        self._plans = _type_plans(self._by_type, everything=explain)
+        self._rule_of = {r.id: r for r in rules}
         # Looked up per event: each rule's id, and the episode group of rules that keep one.
         self._ids_by_type = {t: [(r, r.id) for r in rs] for t, rs in self._by_type.items()}
         self._once_groups = {r.id: _episode_group(r) for r in rules if r.spec.once_keys}
@@ -133,25 +192,32 @@ class Engine:
             p = self._patients[patient_id] = PatientState(patient_id, self.pack.state_config)
         return p
 
-    def submit(self, event: Event) -> list[Finding]:
-        """Evaluate one event; return the findings it (and passed deadlines) raised."""
-        ts = event.ts.timestamp()
+    def submit(self, event: Event, *, at: float | None = None) -> list[Finding]:
+        """Evaluate one event; return the findings it (and passed deadlines) raised.
+
+        ``at``: the event's time as epoch seconds, when the caller has it already.
+        """
+        ts = event.ts.timestamp() if at is None else at
         late = ts < self.watermark
         out: list[Finding] = []
         if not late:
-            out.extend(self._fire(ts, inclusive=False))
+            if self._deadlines.due_by(ts):
+                out.extend(self._fire(ts, inclusive=False))
             self.watermark = ts
         self.clock.observe(ts)
-        patient = self.patient(event.patient_id)
+        patient = self._patients.get(event.patient_id)
+        if patient is None:
+            patient = self.patient(event.patient_id)
         evidence = (event.event_id,)
         try:
             passing = patient.apply(event, ts)
-            if event.type not in self._by_type:
+            plan = self._plans.get(event.type)
+            if plan is None:
                 return out
             message = {
                 "type": event.type,
-                "event": event_fields(event),
-                "state": patient.view(event, ts, passing),
+                "event": event_fields(event, plan.event_names),
+                "state": patient.view(event, ts, passing, plan.groups),
                 "facts": dict(patient.facts),
             }
         except Exception as exc:  # a failure inside evaluation is an alert, never an exception
@@ -268,12 +334,16 @@ class Engine:
     def _fire_one(self, d: Deadline) -> list[Finding]:
         patient = self.patient(d.patient_id)
         patient.fired_until = max(patient.fired_until, d.due)
+        etype = f"deadline.{d.name}"
+        plan = self._plans.get(etype)
+        if plan is None:  # no rule listens to this deadline
+            return []
         try:
             message = {
-                "type": f"deadline.{d.name}",
+                "type": etype,
                 "event": {},
                 "deadline": dict(d.carry),
-                "state": patient.view(None, d.due, None),
+                "state": patient.view(None, d.due, None, plan.groups),
                 "facts": dict(patient.facts),
             }
         except Exception as exc:
@@ -295,8 +365,9 @@ class Engine:
         if not rules:
             return []
         out: list[Finding] = []
+        matched: list[str]
         try:
-            matched = self._host.match(etype, message)
+            matched = self._host.matched(etype, message)
         except Exception as exc:
             error = _evaluation_error(exc)
             error.patient_id = patient.patient_id
@@ -305,8 +376,9 @@ class Engine:
             if isinstance(error, GateError) or not isinstance(exc, RuleEvaluationError):
                 return out  # the message itself is refused: no rule can be evaluated on it
             # evaluate the others one by one so one broken rule does not silence the rest
-            matched, failures = self._host.match_each(etype, message, skip=error.rule_id)
+            held, failures = self._host.match_each(etype, message, skip=error.rule_id)
             out.extend(self._alert(f, patient, ts, evidence) for f in failures)
+            matched = [rid for _, rid in self._ids_by_type[etype] if rid in held]
         env = {
             "event": message["event"],
             "state": message["state"],
@@ -317,7 +389,11 @@ class Engine:
         # An episode ends only where no rule of its group matched the same event.
         groups = self._once_groups
         seen = {groups[rid] for rid in matched if rid in groups}
-        for rule, rule_id in self._ids_by_type[etype]:
+        if self.observer is None:  # the matched rules, already in pack order
+            order = [(self._rule_of[rid], rid) for rid in matched]
+        else:  # every rule, so the observer hears of those that did not match
+            order = self._ids_by_type[etype]
+        for rule, rule_id in order:
             if rule_id not in matched:
                 if self.observer is not None:
                     self.observer.not_matched(rule, patient.patient_id, env, ts, evidence)

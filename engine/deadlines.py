@@ -118,6 +118,12 @@ class DeadlineQueue:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
+    def due_by(self, until: float) -> bool:
+        """Whether a deadline may be due by ``until`` (so :meth:`pop_due` has work): one
+        comparison for the common event that passes none."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= until
+
     def _take(self, d: Deadline) -> None:
         """Take an open deadline out of its patient's index."""
         mine = self._open[d.patient_id]

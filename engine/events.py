@@ -57,6 +57,8 @@ def _utc_representable(value: datetime) -> datetime:
     engine, the replay's sort and every finding's UTC time would overflow on it
     later, far from the record that caused it. So it is refused here, at the edge.
     """
+    if 1 < value.year < 9999:  # an offset moves the instant by less than a day
+        return value
     try:
         value.astimezone(UTC)
     except OverflowError:

@@ -35,8 +35,10 @@ __all__ = [
     "Kind",
     "Resolver",
     "compile_condition",
+    "compile_eval",
     "compile_value",
     "evaluate",
+    "expr_refs",
     "parse_macros",
     "parse_ref",
 ]
@@ -417,6 +419,16 @@ def compile_condition(
     )
 
 
+def expr_refs(tree: ast.expr) -> set[str]:
+    """Every ``ns.name`` an expression reads (what the engine must put in its view)."""
+    refs: set[str] = set()
+    for node in ast.walk(tree):
+        ref = parse_ref(node) if isinstance(node, ast.expr) else None
+        if ref is not None:
+            refs.add(f"{ref[0]}.{ref[1]}")
+    return refs
+
+
 # -- a Python evaluator of the same language, for explanations --------------
 
 
@@ -473,6 +485,47 @@ def evaluate(tree: ast.expr, env: Mapping[str, Mapping[str, Any]]) -> Any:
     if isinstance(tree, ast.List | ast.Tuple):
         return [evaluate(e, env) for e in tree.elts]
     return None
+
+
+Evaluator = Callable[[Mapping[str, Mapping[str, Any]]], Any]
+"""An expression compiled once: the value :func:`evaluate` gives, without walking the tree."""
+
+
+def compile_eval(tree: ast.expr) -> Evaluator:
+    """``lambda env: evaluate(tree, env)``, as closures for the shapes actions use.
+
+    Arithmetic, fields and constants (a deadline's hours, a fact's value) are
+    compiled; constant parts are folded once; any other shape is evaluated as
+    before, by :func:`evaluate` itself.
+    """
+    if isinstance(tree, ast.Constant | ast.Name) or (
+        isinstance(tree, ast.BinOp) and not expr_refs(tree)
+    ):
+        try:
+            value = evaluate(tree, {})
+        except Exception:  # an error stays where it was: when the action runs
+            return lambda env: evaluate(tree, env)
+        return lambda _env: value
+    ref = parse_ref(tree)
+    if ref is not None:
+        ns, name = ref
+
+        def field(env: Mapping[str, Mapping[str, Any]]) -> Any:
+            return env.get(ns, {}).get(name)
+
+        return field
+    if isinstance(tree, ast.BinOp) and type(tree.op) in _ARITH:
+        left, right, op = compile_eval(tree.left), compile_eval(tree.right), tree.op
+        divides = isinstance(op, ast.Div)
+
+        def arith(env: Mapping[str, Mapping[str, Any]]) -> Any:
+            a, b = left(env), right(env)
+            if a is None or b is None:
+                return None
+            return None if divides and b == 0 else _fold(op, a, b)
+
+        return arith
+    return lambda env: evaluate(tree, env)
 
 
 _PY_CMP: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {

@@ -23,10 +23,11 @@ How we use it, and why (``research/durable-rules.md``):
 from __future__ import annotations
 
 import copy
-import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .errors import RuleEvaluationError
 from .gate import check_message
@@ -125,20 +126,42 @@ Test = Callable[[set[str]], bool]
 """A plan compiled to a test of the set of parts that fired."""
 
 
+def _flat(plan: Plan) -> Plan:
+    """The same plan with nested parts of the same operator lifted into their parent."""
+    if isinstance(plan, str):
+        return plan
+    op, parts = plan
+    flat: list[Any] = []
+    for part in map(_flat, parts):
+        if not isinstance(part, str) and part[0] == op:
+            flat.extend(part[1])
+        else:
+            flat.append(part)
+    return (op, flat)
+
+
 def compile_plan(plan: Plan) -> Test:
-    """The plan as one test (what :func:`_holds` says, without walking the plan per message)."""
+    """The plan as one test (what :func:`_holds` says, without walking the plan per message).
+
+    Nested parts of one operator are lifted first (``a and (b and c)``: one subset
+    test); the plain parts of an ``$and`` are tested together, before any nested one.
+    """
+    plan = _flat(plan)
     if isinstance(plan, str):
         return lambda fired: plan in fired
     op, parts = plan
-    if all(isinstance(p, str) for p in parts):
-        names = frozenset(parts)
-        if op == "$and":
-            return names.issubset
-        return lambda fired: not names.isdisjoint(fired)
-    tests = [compile_plan(p) for p in parts]
+    names = frozenset(p for p in parts if isinstance(p, str))
+    tests = tuple(compile_plan(p) for p in parts if not isinstance(p, str))
     if op == "$and":
-        return lambda fired: all(t(fired) for t in tests)
-    return lambda fired: any(t(fired) for t in tests)
+        if not tests:
+            return names.issubset
+        if len(tests) == 1:
+            (only,) = tests
+            return lambda fired: names.issubset(fired) and only(fired)
+        return lambda fired: names.issubset(fired) and all(t(fired) for t in tests)
+    if not tests:
+        return lambda fired: not names.isdisjoint(fired)
+    return lambda fired: not names.isdisjoint(fired) or any(t(fired) for t in tests)
 
 
 def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
@@ -174,8 +197,14 @@ def split(expr: dict[str, Any], name: str, out: dict[str, Any]) -> Plan:
     return parts[0] if len(parts) == 1 else (op, parts)
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
-"""The message as JSON text for durable-rules (the gate already refused what would not encode)."""
+def _encode(message: dict[str, Any]) -> str:
+    """The message as JSON text for durable-rules (the gate already refused what would not encode).
+
+    orjson writes the same values as the standard encoder (shortest round-trip
+    floats, UTF-8 text), without its spaces, in a tenth of the time; durable-rules
+    parses either alike.
+    """
+    return orjson.dumps(message).decode()
 
 
 def _fired_rule(action: str) -> str:
@@ -258,6 +287,7 @@ class RuleHost:
                 self._actions[(part, part)] = part
         self._groups: dict[tuple[str, ...], str] = {}
         self._split_of: dict[str, tuple[tuple[str, Test], ...]] = {}  # group -> its split rules
+        self._rank: dict[str, dict[str, int]] = {}  # group -> each rule's place in it
         for n, group in enumerate(groups):
             ids = tuple(group)
             name = f"group#{n}"
@@ -272,6 +302,11 @@ class RuleHost:
             self._groups[ids] = name
             split_ids = [r for r in ids if not isinstance(self._plans[r], str)]
             self._split_of[name] = tuple((r, compile_plan(self._plans[r])) for r in split_ids)
+            self._rank[name] = {r: i for i, r in enumerate(ids)}
+        self._parts_of: dict[str, dict[str, str]] = {}  # ruleset -> rule key -> part
+        for (ruleset, key), part in self._actions.items():
+            self._parts_of.setdefault(ruleset, {})[key] = part
+        self._handles: dict[str, int] = {}
         self.definitions = definitions
         self._host = _Host(definitions, actions) if definitions else None
         self._types: dict[str, tuple[str, ...]] = {}
@@ -303,8 +338,11 @@ class RuleHost:
         the gate checks what is posted and raises :class:`GateError` for a message
         durable-rules must not see.
         """
-        ids = self._types.get(event_type, ())
-        return frozenset(self.evaluate(ids, self._posted(event_type, message)))
+        return frozenset(self.matched(event_type, message))
+
+    def matched(self, event_type: str, message: Mapping[str, Any]) -> list[str]:
+        """What :meth:`match` says, as a list in the order the rules were given."""
+        return self.evaluate(self._types.get(event_type, ()), self._posted(event_type, message))
 
     def match_each(
         self, event_type: str, message: Mapping[str, Any], *, skip: str | None = None
@@ -354,7 +392,7 @@ class RuleHost:
         whole = self._whole  # a rule of one part holds where its part fired
         held = {whole[part] for part in fired if part in whole}
         held.update(r for r, holds in self._split_of[name] if holds(fired))
-        return [r for r in ids if r in held]
+        return sorted(held, key=self._rank[name].__getitem__)
 
     def _fired(self, name: str, ids: tuple[str, ...], message: dict[str, Any]) -> set[str]:
         """The parts of group ``name`` that fired (any failure raised as RuleEvaluationError)."""
@@ -381,7 +419,10 @@ class RuleHost:
         message, a wall-clock read, a state update) is never needed.
         """
         assert self._host is not None
-        handle = self._host.get_ruleset(name)._handle
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = self._host.get_ruleset(name)._handle
+        parts = self._parts_of[name]
         fired: list[str] = []
         result = _native.assert_fact(handle, text)
         try:
@@ -392,9 +433,10 @@ class RuleHost:
                 state_handle = result[1]
                 pending = _native.start_action_for_state(handle, state_handle)
                 action = pending[1] if pending else None
+                complete = _native.complete_and_start_action
                 while action:
-                    fired.append(self._actions[(name, _fired_rule(action))])
-                    action = _native.complete_and_start_action(handle, state_handle)
+                    fired.append(parts[_fired_rule(action)])
+                    action = complete(handle, state_handle)
         finally:
             if result[0] != _NOT_HANDLED:
                 _native.retract_fact(handle, text)

@@ -307,7 +307,7 @@ def run_partition(task: PartitionTask, worker: str | None = None) -> PartitionRe
             engine,
             fh,
             index,
-            conflicting=lambda line, _event: line.seq in rejected,
+            conflicting=(lambda line, _event: line.seq in rejected) if rejected else None,
             on_conflict=on_conflict,
             until=task.until,
             end=task.end,

@@ -15,12 +15,15 @@ from .findings import Finding, Severity, format_ts, make_finding_id, utc
 from .schema import RaiseAction
 from .template import render
 
-__all__ = ["ENGINE_ERROR_CODE", "engine_alert", "finding_for"]
+__all__ = ["ENGINE_ERROR_CODE", "FINDING_READS", "engine_alert", "finding_for"]
 
 ENGINE_ERROR_CODE = "RULE_EVALUATION_FAILED"
 """Raised as a critical finding when a rule cannot be evaluated: a broken rule is an alert."""
 
 Env = Mapping[str, Mapping[str, Any]]
+
+FINDING_READS = ("state.cycle", "state.cycle_inferred")
+"""What :func:`finding_for` reads of a rule's environment besides its templates."""
 
 
 def finding_for(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, cast
@@ -23,11 +23,111 @@ from .events import Event
 from .gate import rule_value
 from .stateview import STATE_FIELDS, StateView, state_fields
 
-__all__ = ["STATE_FIELDS", "Passing", "PatientState", "StateConfig", "StateView", "state_fields"]
+__all__ = [
+    "ALL_GROUPS",
+    "GROUP_OF",
+    "STATE_FIELDS",
+    "Passing",
+    "PatientState",
+    "StateConfig",
+    "StateView",
+    "groups_for",
+    "state_fields",
+]
 
 HOUR = 3600.0
 MAX_BAGS = 32
 MAX_PUMPS = 16
+
+G_PATIENT = 1 << 0
+G_PASSING = 1 << 1
+G_RUN = 1 << 2
+G_CYCLE = 1 << 3
+G_SUPERVISION = 1 << 4
+G_DOSE = 1 << 5
+G_DRUG_BAG = 1 << 6
+G_PREMED = 1 << 7
+G_EVENT = 1 << 8
+ALL_GROUPS = (1 << 9) - 1
+
+_GROUP_FIELDS: dict[int, tuple[str, ...]] = {
+    0: (
+        "registered",
+        "hospitalized",
+        "drug_running",
+        "was_running",
+        "cycle_start",
+        "restart",
+        "cycle_inferred",
+        "order_pending",
+    ),
+    G_PATIENT: (
+        "weight_kg",
+        "bsa_m2",
+        "bsa_derived",
+        "bsa_source",
+        "height_cm",
+        "indication",
+        "setting",
+        "age_years",
+    ),
+    G_PASSING: ("interruption_h", "tfi_h", "prev_cycle_infusion_h", "prev_gap_h", "prev_phase"),
+    G_RUN: ("stopped_h", "run_started_h", "pending_cycle"),
+    G_CYCLE: (
+        "cycle",
+        "cycle_elapsed_h",
+        "cycle_day",
+        "infusion_h",
+        "infusion_day",
+        "max_gap_h",
+        "phase",
+        "ordered_dose_mcg_day",
+    ),
+    G_SUPERVISION: ("supervision_age_h",),
+    G_DOSE: ("running_dose_mcg_day", "prev_dose_mcg_day"),
+    G_DRUG_BAG: ("drug_bag_id", "drug_bag_duration_h", "drug_bag_age_h"),
+    G_EVENT: (
+        "professional",
+        "pump_registered",
+        "pump_kind",
+        "pump_lockable",
+        "pump_alarms",
+        "connection_lost_h",
+        "channel_has_drug",
+        "is_drug",
+        "rate_ml_h",
+        "dose_mcg_day",
+        "bag_id",
+        "bag_dispensed",
+        "bag_is_drug",
+        "bag_rate_ml_h",
+        "bag_dose_mcg_day",
+        "bag_duration_h",
+        "bag_volume_ml",
+        "bag_preservative",
+        "bag_age_h",
+    ),
+}
+"""Which group of :meth:`PatientState.view` computes each ``state.*`` field (0: always)."""
+
+GROUP_OF: dict[str, int] = {f: g for g, names in _GROUP_FIELDS.items() for f in names}
+
+
+def groups_for(fields: Iterable[str]) -> int:
+    """The view groups that hold ``fields`` (``premed_<drug>_mg`` are the premedication group).
+
+    An unknown name takes every group: a field this table does not place is
+    never left out of a view.
+    """
+    mask = 0
+    for name in fields:
+        if name.startswith("premed_"):
+            mask |= G_PREMED
+        elif name in GROUP_OF:
+            mask |= GROUP_OF[name]
+        else:
+            return ALL_GROUPS
+    return mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,10 +455,15 @@ class PatientState:
         self.ordered_dose = dose
 
     # -- what rules see -----------------------------------------------------
-    def view(self, event: Event | None, ts: float, t: Passing | None) -> StateView:
+    def view(
+        self, event: Event | None, ts: float, t: Passing | None, groups: int = ALL_GROUPS
+    ) -> StateView:
         """The state at ``ts`` as a flat dict of floats, bools and strings (no None).
 
         ``t`` is what applying ``event`` changed in passing (None at a deadline).
+        ``groups`` (a mask of :data:`GROUP_OF` values) limits the view to the
+        groups of fields a caller reads: the engine asks for those its rules
+        read for the event type, and most types read only a few.
         """
         t = t if t is not None else Passing(was_running=self.delivering)
         s: dict[str, Any] = {
@@ -371,25 +476,28 @@ class PatientState:
             "cycle_inferred": self.cycle_inferred,
             "order_pending": self.pending is not None,
         }
-        _put(s, "weight_kg", self.weight_kg)
-        self._bsa(s)
-        _put(s, "height_cm", self.height_cm)
-        _put(s, "indication", self.indication)
-        _put(s, "setting", self.setting)
-        if self.birth_date is not None:
-            s["age_years"] = float(_age(self.birth_date, ts))
-        _put(s, "interruption_h", t.interruption_h)
-        _put(s, "tfi_h", t.tfi_h)
-        _put(s, "prev_cycle_infusion_h", t.prev_cycle_infusion_h)
-        _put(s, "prev_gap_h", t.prev_gap_h)
-        _put(s, "prev_phase", t.prev_phase)
-        if not self.delivering and self.last_stop is not None:
-            s["stopped_h"] = (ts - self.last_stop) / HOUR
-        if self.delivering and self.run_since is not None:
-            s["run_started_h"] = (ts - self.run_since) / HOUR
-        if self.pending is not None:
-            s["pending_cycle"] = float(self.pending[0])
-        if self.cycle is not None and self.cycle_start_ts is not None:
+        if groups & G_PATIENT:
+            _put(s, "weight_kg", self.weight_kg)
+            self._bsa(s)
+            _put(s, "height_cm", self.height_cm)
+            _put(s, "indication", self.indication)
+            _put(s, "setting", self.setting)
+            if self.birth_date is not None:
+                s["age_years"] = float(_age(self.birth_date, ts))
+        if groups & G_PASSING:
+            _put(s, "interruption_h", t.interruption_h)
+            _put(s, "tfi_h", t.tfi_h)
+            _put(s, "prev_cycle_infusion_h", t.prev_cycle_infusion_h)
+            _put(s, "prev_gap_h", t.prev_gap_h)
+            _put(s, "prev_phase", t.prev_phase)
+        if groups & G_RUN:
+            if not self.delivering and self.last_stop is not None:
+                s["stopped_h"] = (ts - self.last_stop) / HOUR
+            if self.delivering and self.run_since is not None:
+                s["run_started_h"] = (ts - self.run_since) / HOUR
+            if self.pending is not None:
+                s["pending_cycle"] = float(self.pending[0])
+        if groups & G_CYCLE and self.cycle is not None and self.cycle_start_ts is not None:
             elapsed = ts - self.cycle_start_ts
             infused = self.cycle_infusion_s
             if self.delivering and self.run_since is not None:
@@ -402,20 +510,22 @@ class PatientState:
             s["max_gap_h"] = self.cycle_max_gap_s / HOUR
             _put(s, "phase", self.phase)
             _put(s, "ordered_dose_mcg_day", self.ordered_dose)
-        if self.last_supervision is not None:
+        if groups & G_SUPERVISION and self.last_supervision is not None:
             s["supervision_age_h"] = (ts - self.last_supervision) / HOUR
-        _put(s, "running_dose_mcg_day", self._running_dose())
-        _put(s, "prev_dose_mcg_day", t.prev_dose_mcg_day)
-        drug_ch = self._drug_channel()
-        if drug_ch is not None and drug_ch.bag_id is not None:
-            s["drug_bag_id"] = drug_ch.bag_id
-            dbag = self.bags.get(drug_ch.bag_id)
-            if dbag is not None:
-                s["drug_bag_duration_h"] = dbag.duration_h
-                if dbag.first_start is not None:
-                    s["drug_bag_age_h"] = (ts - dbag.first_start) / HOUR
-        self._premedication(s, ts)
-        if event is not None:
+        if groups & G_DOSE:
+            _put(s, "running_dose_mcg_day", self._running_dose())
+            _put(s, "prev_dose_mcg_day", t.prev_dose_mcg_day)
+        if groups & G_DRUG_BAG:
+            drug_ch = self._drug_channel()
+            if drug_ch is not None and drug_ch.bag_id is not None:
+                s["drug_bag_id"] = drug_ch.bag_id
+                dbag = self.bags.get(drug_ch.bag_id)
+                if dbag is not None:
+                    s["drug_bag_duration_h"] = dbag.duration_h
+                    if dbag.first_start is not None:
+                        s["drug_bag_age_h"] = (ts - dbag.first_start) / HOUR
+        self._premedication(s, ts, groups & G_PREMED)
+        if event is not None and groups & G_EVENT:
             self._event_view(s, event, ts, t)
         return cast(StateView, s)
 
@@ -434,10 +544,13 @@ class PatientState:
         else:
             s["bsa_derived"] = False
 
-    def _premedication(self, s: dict[str, Any], ts: float) -> None:
+    def _premedication(self, s: dict[str, Any], ts: float, wanted: int) -> None:
+        """The window's doses; the window is trimmed at every view, read or not, as always."""
         window = self.cfg.premed_window_h * HOUR
         while self.meds and self.meds[0][0] < ts - window:
             self.meds.popleft()
+        if not wanted:
+            return
         for name in self.cfg.premed_drugs:
             s[f"premed_{name}_mg"] = 0.0
         for when, name, mg in self.meds:
