@@ -84,6 +84,9 @@ class CompiledCondition:
     durable: dict[str, Any] | None
     refs: tuple[str, ...]
     tree: ast.expr
+    negated: dict[str, Any] | None = None
+    """The durable-rules expression of ``not (source)``: true exactly where ``durable`` is
+    false, unknowns included (the host may ask durable-rules this question instead)."""
 
 
 def parse_ref(node: ast.expr) -> tuple[str, str] | None:
@@ -411,12 +414,19 @@ def compile_condition(
         tree = _Expand(macros).visit(tree)
     comp = _Compiler(text, params, resolve)
     durable = _strip_none(comp.cond(tree))
+    refs = tuple(dict.fromkeys(comp.refs))
+    negated = _strip_none(comp.cond(tree, negate=True))
     return CompiledCondition(
         source=text,
         durable=durable,
-        refs=tuple(dict.fromkeys(comp.refs)),
+        refs=refs,
         tree=_ParamsInliner(params).visit(tree),
+        negated=_NEVER if negated is None and durable is None else negated,
     )
+
+
+_NEVER: dict[str, Any] = {"$and": [{"$nex": {"type": 1}}]}
+"""A condition no message meets (every message has a type): the negation of "always"."""
 
 
 def expr_refs(tree: ast.expr) -> set[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -218,12 +219,26 @@ def _fired_rule(action: str) -> str:
     return action[2 : action.index('"', 2)]
 
 
-def _pattern(rule: CompiledRule) -> dict[str, Any]:
-    """The rule's durable-rules pattern: its trigger types and its condition."""
+def _pattern(rule: CompiledRule, *, negated: bool = False) -> dict[str, Any]:
+    """The rule's durable-rules pattern: its trigger types and its condition (or its negation)."""
     types: list[dict[str, Any]] = [{"type": t} for t in rule.spec.on]
     trigger = types[0] if len(types) == 1 else {"$or": types}
-    cond = None if rule.condition.durable is None else flatten_logic(rule.condition.durable)
+    expr = rule.condition.negated if negated else rule.condition.durable
+    cond = None if expr is None else flatten_logic(expr)
     return trigger if cond is None else {"$and": [trigger, cond]}
+
+
+FLIP_AFTER = 256
+"""Messages of a group watched before each rule's cheaper form is chosen (:meth:`RuleHost.flip`)."""
+
+
+@dataclass
+class _Watch:
+    """A watched group's count of messages, and of the firings of each rule in either form."""
+
+    messages: int = 0
+    plain: dict[str, int] = field(default_factory=dict)
+    negated: dict[str, int] = field(default_factory=dict)
 
 
 FIRING_CAP = 4096
@@ -266,6 +281,9 @@ class RuleHost:
         self,
         conditions: Iterable[tuple[str, dict[str, Any] | None]],
         groups: Iterable[Iterable[str]] = (),
+        negations: Mapping[str, dict[str, Any] | None] | None = None,
+        *,
+        flip_after: int | None = FLIP_AFTER,
     ) -> None:
         self._seq = 0
         definitions: dict[str, Any] = {}
@@ -309,16 +327,38 @@ class RuleHost:
         self._handles: dict[str, int] = {}
         self.definitions = definitions
         self._host = _Host(definitions, actions) if definitions else None
+        # Flipping (see flip): each rule's negation, split into parts like any condition.
+        self._neg_plans: dict[str, Plan] = {}
+        self._neg_parts: dict[str, dict[str, Any]] = {}
+        for rule_id, neg in (negations or {}).items():
+            if rule_id not in self._plans:
+                continue
+            parts = {}
+            pattern = {"$ex": {"type": 1}} if neg is None else neg
+            self._neg_plans[rule_id] = split(pattern, f"{rule_id}#not", parts)
+            self._neg_parts.update(parts)
+        self._active = {name: name for name in self._split_of}  # group -> ruleset asserted
+        self._flipped: dict[str, tuple[tuple[str, Test], ...]] = dict.fromkeys(self._split_of, ())
+        self._watch: dict[str, _Watch] = (
+            {}
+            if flip_after is None or not self._neg_plans
+            else {name: _Watch() for name in self._split_of}
+        )
+        self._flip_after = flip_after or 0
         self._types: dict[str, tuple[str, ...]] = {}
         self._reads: dict[str, dict[str, tuple[str, ...]]] = {}
 
     @classmethod
-    def for_rules(cls, by_type: Mapping[str, Sequence[CompiledRule]]) -> RuleHost:
+    def for_rules(
+        cls, by_type: Mapping[str, Sequence[CompiledRule]], *, flip_after: int | None = FLIP_AFTER
+    ) -> RuleHost:
         """One ruleset per event type, with every rule that listens to it."""
         rules = {r.id: r for group in by_type.values() for r in group}
         host = cls(
             ((r.id, _pattern(r)) for r in rules.values()),
             groups=([r.id for r in group] for group in by_type.values()),
+            negations={r.id: _pattern(r, negated=True) for r in rules.values()},
+            flip_after=flip_after,
         )
         host._types = {t: tuple(r.id for r in group) for t, group in by_type.items()}
         # Only the fields a type's rules read are posted: a smaller message to check and serialise.
@@ -388,11 +428,112 @@ class RuleHost:
         name = self._groups.get(ids)
         if name is None:
             return self._one_by_one(ids, message)
-        fired = self._fired(name, ids, message)
+        fired = self._fired(self._active[name], ids, message)
         whole = self._whole  # a rule of one part holds where its part fired
         held = {whole[part] for part in fired if part in whole}
         held.update(r for r, holds in self._split_of[name] if holds(fired))
+        # a flipped rule holds where its negation did not hold
+        held.update(r for r, negation in self._flipped[name] if not negation(fired))
+        watch = self._watch.get(name)
+        if watch is not None:
+            self._compare(name, ids, message, fired, held, watch)
         return sorted(held, key=self._rank[name].__getitem__)
+
+    def _compare(
+        self,
+        name: str,
+        ids: tuple[str, ...],
+        message: dict[str, Any],
+        fired: set[str],
+        held: set[str],
+        watch: _Watch,
+    ) -> None:
+        """While a group is watched, ask durable-rules every negation too: the answers
+        must disagree rule by rule (else the message is an evaluation failure), and
+        the firings each form costs are counted, for :meth:`_tune`."""
+        try:
+            denied = self._fired(self._shadow(name), ids, message)
+        except Exception as exc:  # the group stays as it is, and this message is an alert
+            del self._watch[name]
+            if isinstance(exc, RuleEvaluationError):
+                raise
+            msg = f"durable-rules refused the negations of {', '.join(ids)}: {exc!r}"
+            raise RuleEvaluationError(msg) from exc
+        both = [r for r in ids if r in self._neg_plans]
+        alike = [r for r in both if (r in held) == _holds(self._neg_plans[r], denied)]
+        if alike:  # never flipped, then: a negation that failed once is never trusted
+            del self._watch[name]
+            msg = f"durable-rules decided {', '.join(alike)} and their negations alike"
+            raise RuleEvaluationError(msg, rule_id=alike[0] if len(alike) == 1 else None)
+        for part in fired:
+            rule_id = part.partition("#")[0]
+            watch.plain[rule_id] = watch.plain.get(rule_id, 0) + 1
+        for part in denied:
+            rule_id = part.partition("#")[0]
+            watch.negated[rule_id] = watch.negated.get(rule_id, 0) + 1
+        watch.messages += 1
+        if watch.messages >= self._flip_after:
+            del self._watch[name]
+            cheaper = [r for r in both if watch.negated.get(r, 0) < watch.plain.get(r, 0)]
+            self.flip(name, cheaper)
+
+    def _shadow(self, name: str) -> str:
+        """The ruleset of group ``name`` with every rule negated (registered when first asked)."""
+        shadow = f"{name}~negated"
+        if shadow not in self._parts_of:
+            self._register(shadow, [self._neg_leaves(r) for r in self._rank[name]])
+        return shadow
+
+    def _neg_leaves(self, rule_id: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(p, self._neg_parts[p]) for p in _leaves(self._neg_plans[rule_id])]
+
+    def _register(self, ruleset: str, leaves: list[list[tuple[str, dict[str, Any]]]]) -> None:
+        """Register one more group ruleset: each rule's parts, keyed like the first."""
+        assert self._host is not None
+        body: dict[str, Any] = {}
+        parts: dict[str, str] = {}
+        for rule_leaves in leaves:
+            for part, expr in rule_leaves:
+                key = f"k{len(body)}"
+                body[key] = _rule_body(expr, f"{ruleset}:{key}")
+                self._host._pg_actions[f"{ruleset}:{key}"] = _not_run
+                parts[key] = part
+        self._host.register_rulesets(copy.deepcopy({ruleset: body}))
+        self.definitions[ruleset] = body
+        self._parts_of[ruleset] = parts
+
+    def flip(self, name: str, rule_ids: Iterable[str]) -> list[str]:
+        """Ask durable-rules the negation of these rules of group ``name``; those flipped.
+
+        A rule that holds for most messages fires for most of them, and each
+        firing is a native call that tells the engine what it expected. Asked
+        ``not (condition)`` instead (compiled by the same compiler, unknowns
+        included), durable-rules fires only where the rule does not hold, and the
+        rule holds exactly where its negation does not: the same decision, still
+        durable-rules', with fewer firings. A group is re-registered once, as a
+        new ruleset; a watched group picks the form of each rule that fired less
+        over its first :data:`FLIP_AFTER` messages.
+        """
+        if self._host is None or self._flipped.get(name):
+            return []
+        wanted = set(rule_ids)
+        flips = [r for r in self._rank[name] if r in wanted and r in self._neg_plans]
+        if not flips:
+            return []
+        tuned = f"{name}~flipped"
+        self._register(
+            tuned,
+            [
+                self._neg_leaves(r)
+                if r in flips
+                else [(p, self._parts[p]) for p in _leaves(self._plans[r])]
+                for r in self._rank[name]
+            ],
+        )
+        self._flipped[name] = tuple((r, compile_plan(self._neg_plans[r])) for r in flips)
+        self._split_of[name] = tuple((r, t) for r, t in self._split_of[name] if r not in flips)
+        self._active[name] = tuned
+        return flips
 
     def _fired(self, name: str, ids: tuple[str, ...], message: dict[str, Any]) -> set[str]:
         """The parts of group ``name`` that fired (any failure raised as RuleEvaluationError)."""

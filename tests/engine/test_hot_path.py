@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import itertools
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,10 +19,10 @@ from pumpguard.adapters.jsonl import JsonlSource
 from pumpguard.engine.compiler import OpenDeadline, SetFact
 from pumpguard.engine.core import _READABLE, Engine, _rule_reads
 from pumpguard.engine.events import Event
-from pumpguard.engine.expr import compile_eval, evaluate, parse_ref
-from pumpguard.engine.host import Plan, _holds, compile_plan
+from pumpguard.engine.expr import Kind, compile_condition, compile_eval, evaluate, parse_ref
+from pumpguard.engine.host import Plan, RuleHost, _holds, _pattern, compile_plan
 from pumpguard.engine.pack import CompiledPack
-from pumpguard.engine.replay import SpoolLine, spool_line
+from pumpguard.engine.replay import SpoolLine, drive, spool_line, time_ordered
 from pumpguard.engine.state import _GROUP_FIELDS, ALL_GROUPS, PatientState, groups_for
 from pumpguard.engine.stateview import STATE_FIELDS
 from pumpguard.pipeline import bundled_demo_course
@@ -148,3 +150,105 @@ def test_a_spool_line_decodes_its_patient_and_position_when_asked() -> None:
     event = _course()[0].model_copy(update={"patient_id": 'p\u00e9 \t"x"'})
     line = SpoolLine.parse(spool_line(7, 0, event, "line 3\tof\n4", b"{}"))
     assert (line.seq, line.patient_id, line.position) == (7, 'p\u00e9 \t"x"', "line 3\tof\n4")
+
+
+# -- flipping: durable-rules asked the negation of a usual rule ----------------------
+
+_FLIP_CONDITIONS = [
+    "state.x >= 4",
+    "state.flag and state.x < state.y",
+    "not (state.flag or state.x > 2)",
+    "state.where in ['home', 'ward']",
+    "state.where not in ['home']",
+    "state.x is none or state.x > state.y + 1",
+    "1 < state.x <= 3",
+    "true",
+    "false",
+]
+_STATES = st.fixed_dictionaries(
+    {},
+    optional={
+        "x": st.sampled_from([0.0, 1.0, 2.5, 3.0, 4.0, 7.0]),
+        "y": st.sampled_from([0.0, 1.0, 4.0, 5.5]),
+        "flag": st.booleans(),
+        "where": st.sampled_from(["home", "ward", "icu"]),
+    },
+)
+
+
+def _resolve(ns: str, name: str) -> Kind:
+    return {"x": "num", "y": "num", "flag": "bool", "where": "str"}[name]  # type: ignore[return-value]
+
+
+def _pair(src: str) -> tuple[RuleHost, RuleHost]:
+    """One host asking the condition, one asking its negation (flipped), for type "t"."""
+    cond = compile_condition(src, {}, _resolve)
+    hosts = []
+    for flipped in (False, True):
+        rule = SimpleNamespace(spec=SimpleNamespace(on=["t"]), condition=cond, id="R")
+        host = RuleHost(
+            [("R", _pattern(rule))],  # type: ignore[arg-type]
+            groups=[["R"]],
+            negations={"R": _pattern(rule, negated=True)},  # type: ignore[arg-type]
+            flip_after=None,
+        )
+        if flipped:
+            assert host.flip("group#0", ["R"]) == ["R"]
+        hosts.append(host)
+    return hosts[0], hosts[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(state=_STATES, src=st.sampled_from(_FLIP_CONDITIONS))
+def test_a_flipped_rule_holds_exactly_where_the_rule_holds(state: dict[str, Any], src: str) -> None:
+    plain, flipped = _pair(src)
+    message = {"sid": "0", "type": "t", "state": state}
+    expected = evaluate(compile_condition(src, {}, _resolve).tree, {"state": state}) is True
+    assert plain.evaluate(["R"], dict(message)) == (["R"] if expected else [])
+    assert flipped.evaluate(["R"], dict(message)) == plain.evaluate(["R"], dict(message))
+
+
+def test_a_group_flips_the_rules_that_held_for_most_of_its_first_messages() -> None:
+    conds = {"USUAL": "state.x >= 1", "RARE": "state.x >= 5"}
+    rules = [
+        SimpleNamespace(
+            spec=SimpleNamespace(on=["t"]), condition=compile_condition(s, {}, _resolve), id=r
+        )
+        for r, s in conds.items()
+    ]
+    host = RuleHost(
+        [(r.id, _pattern(r)) for r in rules],  # type: ignore[arg-type]
+        groups=[list(conds)],
+        negations={r.id: _pattern(r, negated=True) for r in rules},  # type: ignore[arg-type]
+        flip_after=4,
+    )
+    for x in (2.0, 3.0, 6.0, 2.0):
+        host.evaluate(list(conds), {"sid": "0", "type": "t", "state": {"x": x}})
+    assert [rule for rule, _ in host._flipped["group#0"]] == ["USUAL"]
+    results = [
+        host.evaluate(list(conds), {"sid": "0", "type": "t", "state": {"x": x}})
+        for x in (0.0, 2.0, 6.0)
+    ]
+    assert results == [[], ["USUAL"], ["USUAL", "RARE"]]
+    assert host.facts_left() == 0
+
+
+def test_every_scenario_decides_alike_with_every_rule_flipped_or_none(
+    pack: CompiledPack,
+) -> None:
+    scenarios = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.jsonl"))
+    assert len(scenarios) > 100
+    plain, flipped = Engine(pack), Engine(pack)
+    plain._host = RuleHost.for_rules(plain._by_type, flip_after=None)
+    flipped._host = RuleHost.for_rules(flipped._by_type, flip_after=None)
+    flips = [flipped.host.flip(name, list(ids)) for ids, name in flipped.host._groups.items()]
+    assert sum(map(len, flips)) > 40  # most rules are one part either way
+    raised = 0
+    for path in scenarios:
+        events = time_ordered(e for e in JsonlSource(path) if isinstance(e, Event))
+        plain.reset()
+        flipped.reset()
+        want = [f.to_json() for f in drive(plain, events)]
+        assert [f.to_json() for f in drive(flipped, events)] == want, path.name
+        raised += len(want)
+    assert raised > 100  # the scenarios that fire do raise findings
