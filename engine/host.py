@@ -450,7 +450,7 @@ class RuleHost:
     ) -> None:
         """While a group is watched, ask durable-rules every negation too: the answers
         must disagree rule by rule (else the message is an evaluation failure), and
-        the firings each form costs are counted, for :meth:`_tune`."""
+        the firings each form costs are counted, for :meth:`flip`."""
         try:
             denied = self._fired(self._shadow(name), ids, message)
         except Exception as exc:  # the group stays as it is, and this message is an alert
