@@ -12,7 +12,9 @@ few injected errors), then runs, each in a fresh process so peak RSS is its own:
 - stages:  microseconds per event of each stage (``stages.py``: instrumented, so slower)
 
 With ``--baseline-python``, another checkout's engine and replay run on the same
-stream in the same run. Prints medians over ``--repeat`` runs and the ratios.
+stream in the same run; with ``--stages-before``, another checkout's stage
+breakdown is printed beside this one's. Prints medians over ``--repeat`` runs and
+the ratios.
 """
 
 from __future__ import annotations
@@ -138,10 +140,18 @@ def main() -> None:
         default=None,
         help="another checkout's interpreter: its engine and replay are measured on the same stream",
     )
+    ap.add_argument(
+        "--stages-before",
+        default=None,
+        help="another checkout's interpreter whose stage breakdown is printed beside this one's "
+        "(it must have the stages' functions: the commit this round started from)",
+    )
     args = ap.parse_args()
     modes = [(m, sys.executable) for m in args.modes.split(",")]
     if args.baseline_python:
         modes += [(m, args.baseline_python) for m in ("engine", "replay") if m in args.modes]
+    if args.stages_before and "stages" in args.modes:
+        modes.append(("stages", args.stages_before))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stream.jsonl"
         t = time.perf_counter()
@@ -152,6 +162,8 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so machine noise hits every mode alike
             for mode, python in modes:
                 label = mode if python == sys.executable else f"base-{mode}"
+                if mode == "stages" and python == args.stages_before:
+                    label = "before-stages"
                 results.setdefault(label, []).append(measure(mode, path, python))
     report(results)
 
@@ -166,7 +178,7 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
     )
     rates: dict[str, float] = {}
     for mode, runs in results.items():
-        if mode == "stages":
+        if mode.endswith("stages"):
             continue
         rate = rates[mode] = statistics.median(r["n"] / r["s"] for r in runs)
         rss = statistics.median(r["rss_mb"] for r in runs)
@@ -176,11 +188,21 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
         if mode in rates and f"base-{mode}" in rates:
             print(f"{mode}: {rates[mode] / rates[f'base-{mode}']:.2f} x the baseline checkout")
     if "stages" in results:
-        print(f"\n{'stage (instrumented run)':26} {'us/event (median)':>18}")
+        before = results.get("before-stages")
+        head = f"{'stage (instrumented run)':26} {'us/event (median)':>18}"
+        print("\n" + head + (f" {'before':>10} {'after/before':>13}" if before else ""))
         names = results["stages"][0]["stages"]
         for name in names:
             us = statistics.median(r["stages"][name] for r in results["stages"])
-            print(f"{name:26} {us:18.1f}")
+            line = f"{name:26} {us:18.1f}"
+            if before:
+                was = statistics.median(r["stages"][name] for r in before)
+                line += f" {was:10.1f} {us / was if was else float('nan'):13.2f}"
+            print(line)
+        if before:
+            total = sum(statistics.median(r["stages"][n] for r in results["stages"]) for n in names)
+            was = sum(statistics.median(r["stages"][n] for r in before) for n in names)
+            print(f"{'total':26} {total:18.1f} {was:10.1f} {total / was:13.2f}")
 
 
 if __name__ == "__main__":

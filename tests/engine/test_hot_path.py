@@ -19,13 +19,14 @@ from pumpguard.adapters.jsonl import JsonlSource
 from pumpguard.engine.compiler import OpenDeadline, SetFact
 from pumpguard.engine.core import _READABLE, Engine, _rule_reads
 from pumpguard.engine.events import Event
-from pumpguard.engine.expr import Kind, compile_condition, compile_eval, evaluate, parse_ref
+from pumpguard.engine.expr import compile_condition, compile_eval, evaluate, parse_ref
 from pumpguard.engine.host import Plan, RuleHost, _holds, _pattern, compile_plan
 from pumpguard.engine.pack import CompiledPack
 from pumpguard.engine.replay import SpoolLine, drive, spool_line, time_ordered
 from pumpguard.engine.state import _GROUP_FIELDS, ALL_GROUPS, PatientState, groups_for
 from pumpguard.engine.stateview import STATE_FIELDS
 from pumpguard.pipeline import bundled_demo_course
+from test_expr import CONDITIONS, resolve, values
 
 
 def _course() -> list[Event]:
@@ -154,35 +155,12 @@ def test_a_spool_line_decodes_its_patient_and_position_when_asked() -> None:
 
 # -- flipping: durable-rules asked the negation of a usual rule ----------------------
 
-_FLIP_CONDITIONS = [
-    "state.x >= 4",
-    "state.flag and state.x < state.y",
-    "not (state.flag or state.x > 2)",
-    "state.where in ['home', 'ward']",
-    "state.where not in ['home']",
-    "state.x is none or state.x > state.y + 1",
-    "1 < state.x <= 3",
-    "true",
-    "false",
-]
-_STATES = st.fixed_dictionaries(
-    {},
-    optional={
-        "x": st.sampled_from([0.0, 1.0, 2.5, 3.0, 4.0, 7.0]),
-        "y": st.sampled_from([0.0, 1.0, 4.0, 5.5]),
-        "flag": st.booleans(),
-        "where": st.sampled_from(["home", "ward", "icu"]),
-    },
-)
-
-
-def _resolve(ns: str, name: str) -> Kind:
-    return {"x": "num", "y": "num", "flag": "bool", "where": "str"}[name]  # type: ignore[return-value]
+_FLIP_CONDITIONS = [*CONDITIONS, "true", "false"]
 
 
 def _pair(src: str) -> tuple[RuleHost, RuleHost]:
     """One host asking the condition, one asking its negation (flipped), for type "t"."""
-    cond = compile_condition(src, {}, _resolve)
+    cond = compile_condition(src, {}, resolve)
     hosts = []
     for flipped in (False, True):
         rule = SimpleNamespace(spec=SimpleNamespace(on=["t"]), condition=cond, id="R")
@@ -199,11 +177,11 @@ def _pair(src: str) -> tuple[RuleHost, RuleHost]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(state=_STATES, src=st.sampled_from(_FLIP_CONDITIONS))
+@given(state=values, src=st.sampled_from(_FLIP_CONDITIONS))
 def test_a_flipped_rule_holds_exactly_where_the_rule_holds(state: dict[str, Any], src: str) -> None:
     plain, flipped = _pair(src)
     message = {"sid": "0", "type": "t", "state": state}
-    expected = evaluate(compile_condition(src, {}, _resolve).tree, {"state": state}) is True
+    expected = evaluate(compile_condition(src, {}, resolve).tree, {"state": state}) is True
     assert plain.evaluate(["R"], dict(message)) == (["R"] if expected else [])
     assert flipped.evaluate(["R"], dict(message)) == plain.evaluate(["R"], dict(message))
 
@@ -212,7 +190,7 @@ def test_a_group_flips_the_rules_that_held_for_most_of_its_first_messages() -> N
     conds = {"USUAL": "state.x >= 1", "RARE": "state.x >= 5"}
     rules = [
         SimpleNamespace(
-            spec=SimpleNamespace(on=["t"]), condition=compile_condition(s, {}, _resolve), id=r
+            spec=SimpleNamespace(on=["t"]), condition=compile_condition(s, {}, resolve), id=r
         )
         for r, s in conds.items()
     ]
