@@ -228,6 +228,38 @@ def _pattern(rule: CompiledRule, *, negated: bool = False) -> dict[str, Any]:
     return trigger if cond is None else {"$and": [trigger, cond]}
 
 
+def _renamed(expr: Any, short: dict[str, str]) -> Any:
+    """A durable-rules expression with every field path (``state.x``) as a flat key.
+
+    durable-rules parses a message of nested objects at about twice the cost of the
+    same values flat under short keys, so every message is posted flat and every
+    condition names the flat keys; ``short`` is the table (new paths are added).
+    Operators, ``type`` and constants are kept as they are.
+    """
+    if isinstance(expr, list):
+        return [_renamed(x, short) for x in expr]
+    if not isinstance(expr, dict):
+        return expr
+    out: dict[str, Any] = {}
+    for key, value in expr.items():
+        if key == "$m":
+            out[key] = _short_key(value, short)
+        elif key.startswith("$"):
+            out[key] = _renamed(value, short)
+        else:
+            out[_short_key(key, short)] = _renamed(value, short)
+    return out
+
+
+def _short_key(path: str, short: dict[str, str]) -> str:
+    if "." not in path:  # "type", "sid", "id"
+        return path
+    key = short.get(path)
+    if key is None:
+        key = short[path] = f"p{len(short)}"
+    return key
+
+
 FLIP_AFTER = 256
 """Messages of a group watched before each rule's cheaper form is chosen (:meth:`RuleHost.flip`)."""
 
@@ -286,6 +318,7 @@ class RuleHost:
         flip_after: int | None = FLIP_AFTER,
     ) -> None:
         self._seq = 0
+        self._short: dict[str, str] = {}  # "state.x" -> its flat key in every message (_renamed)
         definitions: dict[str, Any] = {}
         actions: dict[str, Callable[..., None]] = {}
         self._plans: dict[str, Plan] = {}
@@ -294,6 +327,7 @@ class RuleHost:
         self._actions: dict[tuple[str, str], str] = {}
         for rule_id, cond in conditions:
             pattern: dict[str, Any] = {"$ex": {"type": 1}} if cond is None else cond
+            pattern = _renamed(pattern, self._short)
             parts: dict[str, Any] = {}
             self._plans[rule_id] = plan = split(pattern, rule_id, parts)
             if isinstance(plan, str):
@@ -334,7 +368,7 @@ class RuleHost:
             if rule_id not in self._plans:
                 continue
             parts = {}
-            pattern = {"$ex": {"type": 1}} if neg is None else neg
+            pattern = _renamed({"$ex": {"type": 1}} if neg is None else neg, self._short)
             self._neg_plans[rule_id] = split(pattern, f"{rule_id}#not", parts)
             self._neg_parts.update(parts)
         self._active = {name: name for name in self._split_of}  # group -> ruleset asserted
@@ -347,6 +381,7 @@ class RuleHost:
         self._flip_after = flip_after or 0
         self._types: dict[str, tuple[str, ...]] = {}
         self._reads: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._flat: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = {}
 
     @classmethod
     def for_rules(
@@ -369,6 +404,16 @@ class RuleHost:
                     ns, _, name = ref.partition(".")
                     reads.setdefault(ns, set()).add(name)
             host._reads[t] = {ns: tuple(sorted(names)) for ns, names in reads.items()}
+            # a field read only where the compiled condition folded away is not posted
+            host._flat[t] = tuple(
+                (
+                    ns,
+                    tuple(
+                        (n, host._short[f"{ns}.{n}"]) for n in names if f"{ns}.{n}" in host._short
+                    ),
+                )
+                for ns, names in host._reads[t].items()
+            )
         return host
 
     def match(self, event_type: str, message: Mapping[str, Any]) -> frozenset[str]:
@@ -413,15 +458,37 @@ class RuleHost:
         return left
 
     def _posted(self, event_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
+        """The message as durable-rules gets it: the fields the type's rules read, flat."""
         posted: dict[str, Any] = {"sid": "0", "type": event_type}
-        for ns, names in self._reads.get(event_type, {}).items():
+        for ns, names in self._flat.get(event_type, ()):
             source = message.get(ns, {})
-            posted[ns] = {n: source[n] for n in names if n in source}
+            for name, short in names:
+                if name in source:
+                    posted[short] = source[name]
         return posted
 
+    def _flattened(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message given by namespace (``{"state": {"x": 1.0}}``), flat: what no
+        condition reads is left out (no rule can tell)."""
+        flat: dict[str, Any] = {}
+        for key, value in message.items():
+            if type(value) is not dict:
+                flat[key] = value
+                continue
+            for name, inner in value.items():
+                short = self._short.get(f"{key}.{name}")
+                if short is not None:
+                    flat[short] = inner
+        return flat
+
     def evaluate(self, rule_ids: Iterable[str], message: dict[str, Any]) -> list[str]:
-        """Evaluate ``message`` against the rules; return those that matched, in the order given."""
+        """Evaluate ``message`` against the rules; return those that matched, in the order given.
+
+        ``message`` is by namespace, or flat as :meth:`_posted` makes it.
+        """
         check_message(message)
+        if any(type(v) is dict for v in message.values()):
+            message = self._flattened(message)
         ids = tuple(rule_ids)
         if self._host is None:
             return []

@@ -230,3 +230,17 @@ def test_every_scenario_decides_alike_with_every_rule_flipped_or_none(
         assert [f.to_json() for f in drive(flipped, events)] == want, path.name
         raised += len(want)
     assert raised > 100  # the scenarios that fire do raise findings
+
+
+def test_durable_rules_sees_flat_messages_and_conditions_with_no_nested_path(
+    pack: CompiledPack,
+) -> None:
+    engine = Engine(pack)
+    text = repr(engine.host.definitions)
+    assert "state." not in text
+    assert "event." not in text
+    posted = engine.host._posted(
+        "pump.infusion_started", {"state": {"drug_running": True}, "event": {}}
+    )
+    assert all(type(v) is not dict for v in posted.values())
+    assert True in posted.values()
