@@ -14,6 +14,11 @@ How we use it, and why (``research/durable-rules.md``):
 - **Our own host.** A ``Host`` subclass without the two background timer
   threads, no ``durable.lang`` module globals, and definitions deep-copied
   (``Ruleset.__init__`` deletes ``run``). Two engines never share anything.
+- **Flat messages.** durable-rules gets every field under a short key of its own
+  and conditions renamed to match: it parses nested objects at twice the cost.
+- **The cheaper question.** A type's first messages are asked of its rules and,
+  on a second ruleset, of their negations (which must disagree); afterwards a
+  rule that fired more than its negation is asked the negation (``flip``).
 - **Errors surface.** Firings are read and completed through the native API, so
   no action of ours runs inside durable-rules (where an error would be
   swallowed); any error durable-rules raises becomes a
