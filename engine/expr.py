@@ -84,7 +84,7 @@ class CompiledCondition:
     durable: dict[str, Any] | None
     refs: tuple[str, ...]
     tree: ast.expr
-    negated: dict[str, Any] | None = None
+    negated: dict[str, Any] | None
     """The durable-rules expression of ``not (source)``: true exactly where ``durable`` is
     false, unknowns included (the host may ask durable-rules this question instead)."""
 
@@ -421,12 +421,8 @@ def compile_condition(
         durable=durable,
         refs=refs,
         tree=_ParamsInliner(params).visit(tree),
-        negated=_NEVER if negated is None and durable is None else negated,
+        negated=negated,
     )
-
-
-_NEVER: dict[str, Any] = {"$and": [{"$nex": {"type": 1}}]}
-"""A condition no message meets (every message has a type): the negation of "always"."""
 
 
 def expr_refs(tree: ast.expr) -> set[str]:

@@ -132,13 +132,13 @@ Test = Callable[[set[str]], bool]
 """A plan compiled to a test of the set of parts that fired."""
 
 
-def _flat(plan: Plan) -> Plan:
+def _lifted(plan: Plan) -> Plan:
     """The same plan with nested parts of the same operator lifted into their parent."""
     if isinstance(plan, str):
         return plan
     op, parts = plan
     flat: list[Any] = []
-    for part in map(_flat, parts):
+    for part in map(_lifted, parts):
         if not isinstance(part, str) and part[0] == op:
             flat.extend(part[1])
         else:
@@ -152,7 +152,7 @@ def compile_plan(plan: Plan) -> Test:
     Nested parts of one operator are lifted first (``a and (b and c)``: one subset
     test); the plain parts of an ``$and`` are tested together, before any nested one.
     """
-    plan = _flat(plan)
+    plan = _lifted(plan)
     if isinstance(plan, str):
         return lambda fired: plan in fired
     op, parts = plan
@@ -295,6 +295,25 @@ def _rule_body(expr: dict[str, Any], action: str) -> dict[str, Any]:
     return {"all": [{"m": expr}], "cap": FIRING_CAP, "run": action}
 
 
+def _group_body(
+    ruleset: str, leaves: list[list[tuple[str, dict[str, Any]]]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A group ruleset's rules (``k0``, ``k1``...: each rule's parts in turn) and which
+    part each key stands for."""
+    body: dict[str, Any] = {}
+    parts: dict[str, str] = {}
+    for rule_leaves in leaves:
+        for part, expr in rule_leaves:
+            key = f"k{len(body)}"
+            body[key] = _rule_body(expr, f"{ruleset}:{key}")
+            parts[key] = part
+    return body, parts
+
+
+def _action_names(ruleset: str, body: Mapping[str, Any]) -> list[str]:
+    return [f"{ruleset}:{key}" for key in body]
+
+
 def _not_run(_closure: Any) -> None:
     """durable-rules wants a callable per action; firings are read natively, so it never runs."""
     msg = "durable-rules ran an action itself; the engine reads firings natively"
@@ -329,7 +348,7 @@ class RuleHost:
         self._plans: dict[str, Plan] = {}
         self._parts: dict[str, dict[str, Any]] = {}
         self._whole: dict[str, str] = {}  # part -> rule, for rules that are one part
-        self._actions: dict[tuple[str, str], str] = {}
+        self._parts_of: dict[str, dict[str, str]] = {}  # ruleset -> rule key -> part
         for rule_id, cond in conditions:
             pattern: dict[str, Any] = {"$ex": {"type": 1}} if cond is None else cond
             pattern = _renamed(pattern, self._short)
@@ -341,28 +360,20 @@ class RuleHost:
             for part, expr in parts.items():  # a ruleset per part, for ungrouped use
                 definitions[part] = {part: _rule_body(expr, part)}
                 actions[part] = _not_run
-                self._actions[(part, part)] = part
+                self._parts_of[part] = {part: part}
         self._groups: dict[tuple[str, ...], str] = {}
         self._split_of: dict[str, tuple[tuple[str, Test], ...]] = {}  # group -> its split rules
         self._rank: dict[str, dict[str, int]] = {}  # group -> each rule's place in it
         for n, group in enumerate(groups):
             ids = tuple(group)
             name = f"group#{n}"
-            body: dict[str, Any] = {}
-            for rule_id in ids:
-                for part in _leaves(self._plans[rule_id]):
-                    key = f"k{len(body)}"
-                    body[key] = _rule_body(self._parts[part], f"{name}:{key}")
-                    actions[f"{name}:{key}"] = _not_run
-                    self._actions[(name, key)] = part
+            body, self._parts_of[name] = _group_body(name, [self._part_leaves(r) for r in ids])
+            actions.update(dict.fromkeys(_action_names(name, body), _not_run))
             definitions[name] = body
             self._groups[ids] = name
             split_ids = [r for r in ids if not isinstance(self._plans[r], str)]
             self._split_of[name] = tuple((r, compile_plan(self._plans[r])) for r in split_ids)
             self._rank[name] = {r: i for i, r in enumerate(ids)}
-        self._parts_of: dict[str, dict[str, str]] = {}  # ruleset -> rule key -> part
-        for (ruleset, key), part in self._actions.items():
-            self._parts_of.setdefault(ruleset, {})[key] = part
         self._handles: dict[str, int] = {}
         self.definitions = definitions
         self._host = _Host(definitions, actions) if definitions else None
@@ -385,8 +396,8 @@ class RuleHost:
         )
         self._flip_after = flip_after or 0
         self._types: dict[str, tuple[str, ...]] = {}
-        self._reads: dict[str, dict[str, tuple[str, ...]]] = {}
-        self._flat: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = {}
+        # per type, (namespace, ((field, flat key), ...)): what _posted copies
+        self._posting: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = {}
 
     @classmethod
     def for_rules(
@@ -402,22 +413,17 @@ class RuleHost:
         )
         host._types = {t: tuple(r.id for r in group) for t, group in by_type.items()}
         # Only the fields a type's rules read are posted: a smaller message to check and serialise.
+        # A field read only where the compiled condition folded away is not posted.
         for t, group in by_type.items():
             reads: dict[str, set[str]] = {}
             for rule in group:
                 for ref in rule.condition.refs:
-                    ns, _, name = ref.partition(".")
-                    reads.setdefault(ns, set()).add(name)
-            host._reads[t] = {ns: tuple(sorted(names)) for ns, names in reads.items()}
-            # a field read only where the compiled condition folded away is not posted
-            host._flat[t] = tuple(
-                (
-                    ns,
-                    tuple(
-                        (n, host._short[f"{ns}.{n}"]) for n in names if f"{ns}.{n}" in host._short
-                    ),
-                )
-                for ns, names in host._reads[t].items()
+                    if ref in host._short:
+                        ns, _, name = ref.partition(".")
+                        reads.setdefault(ns, set()).add(name)
+            host._posting[t] = tuple(
+                (ns, tuple((n, host._short[f"{ns}.{n}"]) for n in sorted(names)))
+                for ns, names in reads.items()
             )
         return host
 
@@ -465,7 +471,7 @@ class RuleHost:
     def _posted(self, event_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
         """The message as durable-rules gets it: the fields the type's rules read, flat."""
         posted: dict[str, Any] = {"sid": "0", "type": event_type}
-        for ns, names in self._flat.get(event_type, ()):
+        for ns, names in self._posting.get(event_type, ()):
             source = message.get(ns, {})
             for name, short in names:
                 if name in source:
@@ -556,23 +562,19 @@ class RuleHost:
             self._register(shadow, [self._neg_leaves(r) for r in self._rank[name]])
         return shadow
 
+    def _part_leaves(self, rule_id: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(p, self._parts[p]) for p in _leaves(self._plans[rule_id])]
+
     def _neg_leaves(self, rule_id: str) -> list[tuple[str, dict[str, Any]]]:
         return [(p, self._neg_parts[p]) for p in _leaves(self._neg_plans[rule_id])]
 
     def _register(self, ruleset: str, leaves: list[list[tuple[str, dict[str, Any]]]]) -> None:
-        """Register one more group ruleset: each rule's parts, keyed like the first."""
+        """Register one more group ruleset on the running host (a flipped or negated group)."""
         assert self._host is not None
-        body: dict[str, Any] = {}
-        parts: dict[str, str] = {}
-        for rule_leaves in leaves:
-            for part, expr in rule_leaves:
-                key = f"k{len(body)}"
-                body[key] = _rule_body(expr, f"{ruleset}:{key}")
-                self._host._pg_actions[f"{ruleset}:{key}"] = _not_run
-                parts[key] = part
+        body, self._parts_of[ruleset] = _group_body(ruleset, leaves)
+        self._host._pg_actions.update(dict.fromkeys(_action_names(ruleset, body), _not_run))
         self._host.register_rulesets(copy.deepcopy({ruleset: body}))
         self.definitions[ruleset] = body
-        self._parts_of[ruleset] = parts
 
     def flip(self, name: str, rule_ids: Iterable[str]) -> list[str]:
         """Ask durable-rules the negation of these rules of group ``name``; those flipped.
@@ -595,12 +597,7 @@ class RuleHost:
         tuned = f"{name}~flipped"
         self._register(
             tuned,
-            [
-                self._neg_leaves(r)
-                if r in flips
-                else [(p, self._parts[p]) for p in _leaves(self._plans[r])]
-                for r in self._rank[name]
-            ],
+            [self._neg_leaves(r) if r in flips else self._part_leaves(r) for r in self._rank[name]],
         )
         self._flipped[name] = tuple((r, compile_plan(self._neg_plans[r])) for r in flips)
         self._split_of[name] = tuple((r, t) for r, t in self._split_of[name] if r not in flips)

@@ -109,7 +109,12 @@ class SpoolLine:
 
     @classmethod
     def parse(cls, line: bytes) -> SpoolLine:
-        seq, src, ts, kind, patient, position, data = line.rstrip(b"\n").split(b"\t", 6)
+        return cls.from_fields(line.rstrip(b"\n").split(b"\t", 6))
+
+    @classmethod
+    def from_fields(cls, fields: list[bytes]) -> SpoolLine:
+        """The line from its seven tab-separated fields (already split)."""
+        seq, src, ts, kind, patient, position, data = fields
         return cls(int(seq), int(src), int(ts), int(kind), patient, position, data)
 
     @property
@@ -218,10 +223,10 @@ def evaluate(
     def events() -> Iterator[Event]:
         for offset in index.offsets_in_order():
             spool.seek(offset)
-            raw = spool.readline()
-            event: Event = validate(raw.split(b"\t", 6)[6])  # the JSON (its newline is blank)
+            fields = spool.readline().rstrip(b"\n").split(b"\t", 6)
+            event: Event = validate(fields[6])
             if conflicting is not None:
-                line = SpoolLine.parse(raw)
+                line = SpoolLine.from_fields(fields)
                 if conflicting(line, event):
                     stats.conflicting += 1
                     on_conflict(line, event)
