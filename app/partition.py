@@ -28,6 +28,7 @@ from pumpguard.engine.events import Event
 from pumpguard.engine.findings import Finding
 from pumpguard.engine.pack import CompiledPack
 from pumpguard.engine.partition import (
+    InOrderPass,
     PartitionResult,
     PartitionTask,
     SpoolSet,
@@ -66,6 +67,9 @@ class Scale:
     dask: str | None = None
     partitions: int = DEFAULT_PARTITIONS
     tmp: Path | None = None
+    in_order: bool = True
+    """On this process, evaluate while reading as long as the input is in replay order
+    (:class:`~pumpguard.engine.partition.InOrderPass`); False: always from the spools."""
 
     def describe(self) -> str:
         if self.dask is not None:
@@ -82,6 +86,8 @@ class Outcome:
     engine_errors: int = 0
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     """Peak resident memory per worker (``parent`` for this process)."""
+    decided_in_order: int = 0
+    """Partitions evaluated while the input was read (not read back from their spool)."""
 
 
 def replay(
@@ -99,8 +105,13 @@ def replay(
     try:
         with _terminate_as_exit(), SpoolSet(directory, scale.partitions) as spools:
             runner.start(pack)  # workers start and build their engines while pass 1 reads
+            # on this process, pass 2 runs during pass 1 while the input is in replay order
+            local = runner.local and scale.in_order
+            in_order = InOrderPass(pack, scale.partitions, until) if local else None
             for event, label, position in events:
-                spools.add(event, label, position)
+                spooled = spools.add(event, label, position)
+                if in_order is not None:
+                    in_order.add(event, spooled)
                 if not spools.events_read % 5000:
                     progress.read(spools.events_read, len(spools.patients))
             progress.read(spools.events_read, len(spools.patients), done=True)
@@ -112,10 +123,24 @@ def replay(
                 end=end,
                 spool_bytes=spools.spool_bytes,
             )
-            tasks = _tasks(spools, verdicts, pack, until, end)
-            progress.start(len(tasks), sum(t.events for t in tasks) - verdicts.duplicates)
-            results = list(runner.run(tasks))
-        return _merge(results, stats, on_reject)
+            done: list[PartitionResult] = []
+            redo = None
+            if in_order is not None:
+                done, redo = in_order.results(verdicts, spools.counts, spools.patients, end)
+            tasks = _tasks(spools, verdicts, pack, until, end, only=redo)
+            progress.start(len(tasks) + len(done), sum(spools.counts) - verdicts.duplicates)
+            for result in done:
+                progress.worker(
+                    result.worker,
+                    result.index,
+                    "done",
+                    result.stats.evaluated,
+                    result.stats.findings,
+                )
+            results = done + list(runner.run(tasks))
+        outcome = _merge(results, stats, on_reject)
+        outcome.decided_in_order = len(done)
+        return outcome
     finally:
         runner.close()
         shutil.rmtree(directory, ignore_errors=True)
@@ -139,9 +164,16 @@ def _terminate_as_exit() -> Iterator[None]:
 
 
 def _tasks(
-    spools: SpoolSet, verdicts: Verdicts, pack: CompiledPack, until: float | None, end: float | None
+    spools: SpoolSet,
+    verdicts: Verdicts,
+    pack: CompiledPack,
+    until: float | None,
+    end: float | None,
+    *,
+    only: set[int] | None = None,
 ) -> list[PartitionTask]:
-    """One task per non-empty partition, largest first (the pool finishes evenly)."""
+    """One task per non-empty partition (or per partition in ``only``), largest first
+    (the pool finishes evenly)."""
     tasks = [
         PartitionTask(
             index=i,
@@ -155,7 +187,7 @@ def _tasks(
             rejected=verdicts.rejected[i].tobytes(),
         )
         for i, count in enumerate(spools.counts)
-        if count
+        if count and (only is None or i in only)
     ]
     return sorted(tasks, key=lambda t: (-t.events, t.index))
 

@@ -37,6 +37,9 @@ class DaskUnavailable(UsageError):
 class Runner:
     """Runs partitions here, one after another, on this process's one engine."""
 
+    local = True
+    """Pass 2 runs in this process (so it may start during pass 1: ``InOrderPass``)."""
+
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
 
@@ -76,6 +79,8 @@ def _with_report(task: PartitionTask, report: Any) -> PartitionTask:
 
 class PoolRunner(Runner):
     """A spawn-started pool: workers import pumpguard afresh and hold no parent state."""
+
+    local = False
 
     def __init__(self, workers: int, progress: Progress) -> None:
         super().__init__(progress)
@@ -138,6 +143,8 @@ _LOCAL_WORKER_CONFIG = {
 
 class DaskRunner(Runner):
     """``local`` / ``local:N`` starts a LocalCluster here; anything else names a scheduler."""
+
+    local = False
 
     def __init__(self, address: str, progress: Progress) -> None:
         super().__init__(progress)

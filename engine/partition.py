@@ -26,10 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .core import Engine
+from .core import ENGINE_ERROR_CODE, Engine
 from .events import Event
 from .findings import Finding
-from .ordering import instant_us
+from .ordering import instant_us, same_second_rank
 from .pack import CompiledPack
 from .rejects import Reject
 from .replay import (
@@ -45,10 +45,12 @@ from .replay import (
 
 __all__ = [
     "FindingKey",
+    "InOrderPass",
     "PartitionResult",
     "PartitionTask",
     "ProgressReport",
     "SpoolSet",
+    "Spooled",
     "Verdicts",
     "finding_key",
     "partition_of",
@@ -65,6 +67,9 @@ _BUFFER = 1 << 16
 
 FindingKey = tuple[int, str, int]
 """(instant in microseconds, patient_id, raise order in its partition): the file order."""
+
+Spooled = tuple[int, float, int, int]
+"""What spooling an event worked out: (partition, epoch seconds, instant in µs, kind rank)."""
 
 RejectKey = tuple[int, str, int, int]
 """(instant, patient_id, same-second kind, input order): the replay order of a conflict."""
@@ -145,7 +150,7 @@ class SpoolSet:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add(self, event: Event, source: str, position: str) -> None:
+    def add(self, event: Event, source: str, position: str) -> Spooled:
         """Spool one valid event in its patient's partition; note its id for the check."""
         seq = self.events_read
         self.events_read += 1
@@ -160,8 +165,11 @@ class SpoolSet:
         self.max_ts = ts if self.max_ts is None or ts > self.max_ts else self.max_ts
         ident = digest64(event.event_id.encode())
         self._id_files[ident % ID_BUCKETS].write(_RECORD.pack(ident, digest64(data), seq, part))
-        self._files[part].write(spool_line(seq, src, event, position, data))
+        ts_us = instant_us(event.ts)
+        kind = same_second_rank(event.type)
+        self._files[part].write(spool_line(seq, src, event, position, data, ts_us=ts_us, kind=kind))
         self.counts[part] += 1
+        return part, ts, ts_us, kind
 
     def finish(self) -> Verdicts:
         """Close the spools and run the duplicate check over the whole input, bucket by bucket."""
@@ -326,3 +334,135 @@ def _reporter(task: PartitionTask, who: str) -> Callable[[str, int, int], None]:
     if sink is None:
         return lambda _phase, _done, _findings: None
     return lambda phase, done, findings: sink.put((who, task.index, phase, done, findings))
+
+
+# -- pass 2 during pass 1, while the input is in replay order ------------------------
+
+IN_ORDER_PATIENTS = 2_000
+"""Patients the in-order pass holds at once before it leaves pass 2 to the partitions
+(each partition's engine holds only its own patients)."""
+
+
+IN_ORDER_BATCH = 1024
+"""Events read before the in-order pass evaluates them, in one run of engine work."""
+
+
+class InOrderPass:
+    """Pass 2 run during pass 1, for as long as the input comes in the replay order.
+
+    Most audit inputs are already time-ordered (an export, a day's capture, a
+    stream merged by time). Then the engine can take each event as it is read,
+    with no spool read back, no second validation and no sort: one engine for
+    every patient gives each patient the events and deadlines that its
+    partition's engine would (patients are independent; the order across
+    patients at one instant is the only difference, and it decides nothing).
+
+    Only what the duplicate check may change is left to pass 2: the first event
+    out of the replay order ends this pass (every partition is then evaluated
+    from its spool), and a partition where the check drops or rejects an event
+    is evaluated again from its spool (:meth:`results` names them). Events are
+    spooled either way, so a fallback loses nothing.
+    """
+
+    def __init__(self, pack: CompiledPack, partitions: int, until: float | None) -> None:
+        self.engine = _engine_for(pack)
+        self.partitions = partitions
+        self.until = until
+        self.live = True
+        self.stopped_because = ""
+        self._last_us: int | None = None
+        self._kinds: dict[str, int] = {}  # patient -> same-second kind, at the last instant
+        self._found: list[Finding] = []
+        self._evaluated = [0] * partitions
+        self._after_until = [0] * partitions
+        self._queue: list[tuple[Event, float]] = []
+        self._held: set[str] = set()
+
+    def add(self, event: Event, spooled: Spooled) -> None:
+        """Evaluate one spooled event now, or end this pass if it is out of the replay order."""
+        if not self.live:
+            return
+        part, ts, ts_us, kind = spooled
+        if self.until is not None and ts > self.until:
+            self._after_until[part] += 1
+            return
+        last = self._last_us
+        patient = event.patient_id
+        if last is None or ts_us > last:
+            self._last_us = ts_us
+            self._kinds = {patient: kind}
+        elif ts_us < last:
+            self._stop("an event earlier than the one before it")
+            return
+        else:
+            before = self._kinds.get(patient)
+            if before is not None and kind < before:
+                self._stop("a same-second event listed after a later kind")
+                return
+            self._kinds[patient] = kind
+        held = self._held
+        if patient not in held:
+            if len(held) >= IN_ORDER_PATIENTS:
+                self._stop(f"more than {IN_ORDER_PATIENTS:,} patients")
+                return
+            held.add(patient)
+        self._evaluated[part] += 1
+        self._queue.append((event, ts))
+        if len(self._queue) >= IN_ORDER_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Evaluate the events queued: a run of engine work at a time keeps the engine's
+        code and data in the processor's caches (interleaved with reading, it ran 20 %
+        slower)."""
+        submit = self.engine.submit
+        found = self._found
+        for event, ts in self._queue:
+            found.extend(submit(event, at=ts))
+        self._queue.clear()
+
+    def _stop(self, why: str) -> None:
+        self.live = False
+        self.stopped_because = why
+        self._found = []
+        self._queue.clear()
+        self._held.clear()
+        self.engine.reset()
+
+    def results(
+        self, verdicts: Verdicts, counts: list[int], patients: set[str], end: float | None
+    ) -> tuple[list[PartitionResult], set[int]]:
+        """The partitions this pass decided, and those pass 2 must evaluate from their spool."""
+        spooled = {i for i, n in enumerate(counts) if n}
+        if not self.live:
+            return [], spooled
+        redo = {i for i in spooled if len(verdicts.dropped[i]) or len(verdicts.rejected[i])}
+        self._flush()
+        found = self._found
+        if end is not None:
+            found.extend(self.engine.advance(end))
+        results = {
+            i: PartitionResult(
+                i,
+                "main",
+                ReplayStats(evaluated=self._evaluated[i], after_until=self._after_until[i]),
+            )
+            for i in spooled - redo
+        }
+        for pid in patients:
+            result = results.get(partition_of(pid, self.partitions))
+            if result is not None:
+                result.stats.patients += 1
+        for finding in found:
+            result = results.get(partition_of(finding.patient_id, self.partitions))
+            if result is None:
+                continue
+            result.findings.append((finding_key(finding, len(result.findings)), finding))
+            result.stats.findings += 1
+            result.engine_errors += finding.code == ENGINE_ERROR_CODE
+        rss = peak_rss_mb()
+        for result in results.values():
+            result.peak_rss_mb = rss
+        self._found = []
+        self.engine.reset()
+        return [results[i] for i in sorted(results)], redo

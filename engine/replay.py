@@ -127,13 +127,25 @@ class SpoolLine:
         return str(json.loads(self.position_json))
 
 
-def spool_line(seq: int, source: int, event: Event, position: str, data: bytes) -> bytes:
-    """The spool's line for one event (patient and position JSON-quoted: no raw tab or newline)."""
+def spool_line(
+    seq: int,
+    source: int,
+    event: Event,
+    position: str,
+    data: bytes,
+    *,
+    ts_us: int | None = None,
+    kind: int | None = None,
+) -> bytes:
+    """The spool's line for one event (patient and position JSON-quoted: no raw tab or newline).
+
+    ``ts_us`` and ``kind``: the event's instant and same-second rank, when the caller has them.
+    """
     return b"%d\t%d\t%d\t%d\t%s\t%s\t%s\n" % (
         seq,
         source,
-        instant_us(event.ts),
-        same_second_rank(event.type),
+        instant_us(event.ts) if ts_us is None else ts_us,
+        same_second_rank(event.type) if kind is None else kind,
         _quoted(event.patient_id),
         _quoted(position),
         data,
