@@ -379,6 +379,8 @@ class Engine:
             held, failures = self._host.match_each(etype, message, skip=error.rule_id)
             out.extend(self._alert(f, patient, ts, evidence) for f in failures)
             matched = [rid for _, rid in self._ids_by_type[etype] if rid in held]
+        if not matched and self.observer is None:
+            return out  # no rule holds and nobody listens for those that do not
         env = {
             "event": message["event"],
             "state": message["state"],

@@ -438,7 +438,13 @@ class RuleHost:
 
     def matched(self, event_type: str, message: Mapping[str, Any]) -> list[str]:
         """What :meth:`match` says, as a list in the order the rules were given."""
-        return self.evaluate(self._types.get(event_type, ()), self._posted(event_type, message))
+        ids = self._types.get(event_type, ())
+        posted = self._posted(event_type, message)
+        name = self._groups.get(ids) if self._host is not None else None
+        if name is None:
+            return self.evaluate(ids, posted)
+        check_message(posted)  # the message is flat already: no namespace to undo
+        return self._decide(name, ids, posted)
 
     def match_each(
         self, event_type: str, message: Mapping[str, Any], *, skip: str | None = None
@@ -472,7 +478,9 @@ class RuleHost:
         """The message as durable-rules gets it: the fields the type's rules read, flat."""
         posted: dict[str, Any] = {"sid": "0", "type": event_type}
         for ns, names in self._posting.get(event_type, ()):
-            source = message.get(ns, {})
+            source = message.get(ns)
+            if not source:
+                continue
             for name, short in names:
                 if name in source:
                     posted[short] = source[name]
@@ -506,7 +514,13 @@ class RuleHost:
         name = self._groups.get(ids)
         if name is None:
             return self._one_by_one(ids, message)
+        return self._decide(name, ids, message)
+
+    def _decide(self, name: str, ids: tuple[str, ...], message: dict[str, Any]) -> list[str]:
+        """Group ``name``'s rules that hold for the (flat, checked) ``message``, in order."""
         fired = self._fired(self._active[name], ids, message)
+        if not fired and not self._flipped[name] and name not in self._watch:
+            return []  # nothing fired, nothing flipped: no rule holds
         whole = self._whole  # a rule of one part holds where its part fired
         held = {whole[part] for part in fired if part in whole}
         held.update(r for r, holds in self._split_of[name] if holds(fired))

@@ -27,6 +27,7 @@ __all__ = [
     "INDEX_MASK",
     "KINDS",
     "instant_us",
+    "instant_us_at",
     "patient_ranks",
     "replay_key",
     "same_second_rank",
@@ -64,6 +65,17 @@ def same_second_rank(event_type: str) -> int:
 
     Pump acts come last of all, after any kind the table does not name.
     """
+    rank = _RANKS.get(event_type)
+    if rank is None:
+        rank = _RANKS[event_type] = _rank(event_type)
+    return rank
+
+
+_RANKS: dict[str, int] = {}
+"""Ranks worked out so far (event types are a closed set: the validated models')."""
+
+
+def _rank(event_type: str) -> int:
     if event_type.startswith("pump."):
         return _PUMP
     for rank, prefix in enumerate(KINDS):
@@ -75,6 +87,20 @@ def same_second_rank(event_type: str) -> int:
 def instant_us(ts: datetime) -> int:
     """Exact microseconds since the epoch (a float timestamp loses them in far years)."""
     return (ts - _EPOCH) // _MICROSECOND
+
+
+_FLOAT_EXACT = 2.0**32
+"""Within this many seconds of the epoch (1833 to 2106) a float timestamp still
+rounds back to the exact microsecond: its two roundings (the division by 10**6
+and the multiplication back) err by at most 0.49 µs together."""
+
+
+def instant_us_at(ts: datetime, seconds: float) -> int:
+    """:func:`instant_us` of ``ts``, given ``seconds == ts.timestamp()`` already:
+    the float is rounded where that is exact, else the datetime is worked out."""
+    if -_FLOAT_EXACT < seconds < _FLOAT_EXACT:
+        return round(seconds * 1e6)
+    return instant_us(ts)
 
 
 def patient_ranks(patient_ids: Iterable[str]) -> dict[str, int]:

@@ -29,7 +29,7 @@ from typing import IO, Any, Protocol
 from .core import ENGINE_ERROR_CODE, Engine
 from .events import Event
 from .findings import Finding
-from .ordering import instant_us, same_second_rank
+from .ordering import instant_us, instant_us_at, same_second_rank
 from .pack import CompiledPack
 from .rejects import Reject
 from .replay import (
@@ -165,7 +165,7 @@ class SpoolSet:
         self.max_ts = ts if self.max_ts is None or ts > self.max_ts else self.max_ts
         ident = digest64(event.event_id.encode())
         self._id_files[ident % ID_BUCKETS].write(_RECORD.pack(ident, digest64(data), seq, part))
-        ts_us = instant_us(event.ts)
+        ts_us = instant_us_at(event.ts, ts)
         kind = same_second_rank(event.type)
         self._files[part].write(spool_line(seq, src, event, position, data, ts_us=ts_us, kind=kind))
         self.counts[part] += 1
@@ -348,7 +348,7 @@ IN_ORDER_BATCH = 1024
 
 
 class InOrderPass:
-    """Pass 2 run during pass 1, for as long as the input comes in the replay order.
+    """Pass 2 run during pass 1, for the partitions whose events come in the replay order.
 
     Most audit inputs are already time-ordered (an export, a day's capture, a
     stream merged by time). Then the engine can take each event as it is read,
@@ -357,11 +357,13 @@ class InOrderPass:
     partition's engine would (patients are independent; the order across
     patients at one instant is the only difference, and it decides nothing).
 
-    Only what the duplicate check may change is left to pass 2: the first event
-    out of the replay order ends this pass (every partition is then evaluated
-    from its spool), and a partition where the check drops or rejects an event
-    is evaluated again from its spool (:meth:`results` names them). Events are
-    spooled either way, so a fallback loses nothing.
+    What this pass cannot decide is left to pass 2, partition by partition
+    (:meth:`results` names them): a partition with an event out of the replay
+    order (earlier than an event already evaluated, or a same-second kind after
+    a later one of its patient), a partition whose first patient would be one
+    more than :data:`IN_ORDER_PATIENTS`, and a partition where the duplicate
+    check drops or rejects an event. Events are spooled either way, so nothing
+    is lost; when every partition is left to pass 2, this pass stops.
     """
 
     def __init__(self, pack: CompiledPack, partitions: int, until: float | None) -> None:
@@ -369,20 +371,21 @@ class InOrderPass:
         self.partitions = partitions
         self.until = until
         self.live = True
-        self.stopped_because = ""
+        self.left: dict[int, str] = {}
+        """Partitions left to pass 2 while reading, with the first reason."""
         self._last_us: int | None = None
         self._kinds: dict[str, int] = {}  # patient -> same-second kind, at the last instant
         self._found: list[Finding] = []
         self._evaluated = [0] * partitions
         self._after_until = [0] * partitions
-        self._queue: list[tuple[Event, float]] = []
+        self._queue: list[tuple[Event, float, int]] = []
         self._held: set[str] = set()
 
     def add(self, event: Event, spooled: Spooled) -> None:
-        """Evaluate one spooled event now, or end this pass if it is out of the replay order."""
-        if not self.live:
-            return
+        """Queue one spooled event for evaluation, unless its partition is left to pass 2."""
         part, ts, ts_us, kind = spooled
+        if not self.live or part in self.left:
+            return
         if self.until is not None and ts > self.until:
             self._after_until[part] += 1
             return
@@ -392,22 +395,22 @@ class InOrderPass:
             self._last_us = ts_us
             self._kinds = {patient: kind}
         elif ts_us < last:
-            self._stop("an event earlier than the one before it")
+            self._leave(part, "an event earlier than one already evaluated")
             return
         else:
             before = self._kinds.get(patient)
             if before is not None and kind < before:
-                self._stop("a same-second event listed after a later kind")
+                self._leave(part, "a same-second event listed after a later kind")
                 return
             self._kinds[patient] = kind
         held = self._held
         if patient not in held:
             if len(held) >= IN_ORDER_PATIENTS:
-                self._stop(f"more than {IN_ORDER_PATIENTS:,} patients")
+                self._leave(part, f"more than {IN_ORDER_PATIENTS:,} patients held")
                 return
             held.add(patient)
         self._evaluated[part] += 1
-        self._queue.append((event, ts))
+        self._queue.append((event, ts, part))
         if len(self._queue) >= IN_ORDER_BATCH:
             self._flush()
 
@@ -417,17 +420,26 @@ class InOrderPass:
         slower)."""
         submit = self.engine.submit
         found = self._found
-        for event, ts in self._queue:
-            found.extend(submit(event, at=ts))
+        left = self.left
+        for event, ts, part in self._queue:
+            if part not in left:
+                found.extend(submit(event, at=ts))
         self._queue.clear()
 
-    def _stop(self, why: str) -> None:
-        self.live = False
-        self.stopped_because = why
-        self._found = []
-        self._queue.clear()
-        self._held.clear()
-        self.engine.reset()
+    def _leave(self, part: int, why: str) -> None:
+        """Leave partition ``part`` to pass 2, forgetting its patients here."""
+        self.left[part] = why
+        if len(self.left) >= self.partitions:
+            self.live = False
+            self._found = []
+            self._queue.clear()
+            self._held.clear()
+            self.engine.reset()
+            return
+        mine = [p for p in self._held if partition_of(p, self.partitions) == part]
+        for pid in mine:
+            self._held.discard(pid)
+            self.engine.drop_patient(pid)
 
     def results(
         self, verdicts: Verdicts, counts: list[int], patients: set[str], end: float | None
@@ -437,6 +449,7 @@ class InOrderPass:
         if not self.live:
             return [], spooled
         redo = {i for i in spooled if len(verdicts.dropped[i]) or len(verdicts.rejected[i])}
+        redo.update(i for i in self.left if i in spooled)
         self._flush()
         found = self._found
         if end is not None:
