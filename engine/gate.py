@@ -100,6 +100,25 @@ def check_message(message: dict[str, Any]) -> dict[str, Any]:
     that shape is checked by type in one pass; anything else, or any value in
     doubt, takes the full walk, which says what is wrong.
     """
+    for v in message.values():  # a flat message (what the host posts), in one loop
+        kind = type(v)
+        if kind is str:
+            if len(v) > MAX_STRING:
+                return _check_deep(message)
+        elif kind is float:
+            if v - v != 0.0:  # inf or NaN
+                return _check_deep(message)
+        elif kind is dict:
+            return _check_nested(message)
+        elif kind is not bool and v is not None:
+            return _check_deep(message)
+    if len(message) > MAX_PROPERTIES:
+        return _check_deep(message)
+    return message
+
+
+def _check_nested(message: dict[str, Any]) -> dict[str, Any]:
+    """:func:`check_message` for a message by namespace (two levels of scalars)."""
     count = 0
     for value in message.values():
         inner = value.values() if type(value) is dict else (value,)
