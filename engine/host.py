@@ -438,13 +438,8 @@ class RuleHost:
 
     def matched(self, event_type: str, message: Mapping[str, Any]) -> list[str]:
         """What :meth:`match` says, as a list in the order the rules were given."""
-        ids = self._types.get(event_type, ())
         posted = self._posted(event_type, message)
-        name = self._groups.get(ids) if self._host is not None else None
-        if name is None:
-            return self.evaluate(ids, posted)
-        check_message(posted)  # the message is flat already: no namespace to undo
-        return self._decide(name, ids, posted)
+        return self.evaluate(self._types.get(event_type, ()), posted, flat=True)
 
     def match_each(
         self, event_type: str, message: Mapping[str, Any], *, skip: str | None = None
@@ -500,13 +495,16 @@ class RuleHost:
                     flat[short] = inner
         return flat
 
-    def evaluate(self, rule_ids: Iterable[str], message: dict[str, Any]) -> list[str]:
+    def evaluate(
+        self, rule_ids: Iterable[str], message: dict[str, Any], *, flat: bool = False
+    ) -> list[str]:
         """Evaluate ``message`` against the rules; return those that matched, in the order given.
 
-        ``message`` is by namespace, or flat as :meth:`_posted` makes it.
+        ``message`` is by namespace, or flat as :meth:`_posted` makes it (``flat``:
+        the caller made it so, and it is not looked through for namespaces).
         """
         check_message(message)
-        if any(type(v) is dict for v in message.values()):
+        if not flat and any(type(v) is dict for v in message.values()):
             message = self._flattened(message)
         ids = tuple(rule_ids)
         if self._host is None:

@@ -133,7 +133,7 @@ def test_failed_rule_evaluation_becomes_an_alert(pack, stream, monkeypatch):
     """A rule durable-rules cannot evaluate raises a critical finding, never a log line."""
     engine = Engine(pack)
 
-    def broken(rule_ids, message):
+    def broken(rule_ids, message, **_options):
         raise RuleEvaluationError("boom", rule_id=next(iter(rule_ids)))
 
     s = stream().registered().inpatient().start(0).add("pump.flush", 1, volume_ml=2)
@@ -149,7 +149,7 @@ def test_failed_rule_evaluation_becomes_an_alert(pack, stream, monkeypatch):
 def test_failed_rule_evaluation_can_raise(pack, stream, monkeypatch):
     engine = Engine(pack, on_error="raise")
 
-    def broken(rule_ids, message):
+    def broken(rule_ids, message, **_options):
         raise RuleEvaluationError("boom", rule_id="BLN-NOFLUSH-01")
 
     s = stream().registered().inpatient().start(0).add("pump.flush", 1, volume_ml=2)
