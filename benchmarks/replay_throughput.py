@@ -8,7 +8,10 @@ few injected errors), then runs, each in a fresh process so peak RSS is its own:
 - parse:   ``json.loads`` of every line (the baseline the targets are relative to)
 - engine:  validate + evaluate the already time-ordered stream (no replay index):
            shows whether the engine itself accumulates anything per event
-- replay:  the full ``pumpguard replay`` path (validate, spool, sort, evaluate)
+- replay:  the full ``pumpguard replay`` path (validate, spool, sort, evaluate; on one
+           process an input in replay order is evaluated while it is read)
+- spooled: the same, every partition evaluated from its spool (``Scale(in_order=False)``:
+           what an input out of order costs; this checkout only)
 - stages:  microseconds per event of each stage (``stages.py``: instrumented, so slower)
 
 With ``--baseline-python``, another checkout's engine and replay run on the same
@@ -68,6 +71,16 @@ elif mode == "replay":
         n = replay.stats.evaluated
     else:
         n = audit([Path(path)], pack, out=out, rejects=RejectReport(None)).stats.evaluated
+elif mode == "spooled":
+    import io
+    from pathlib import Path
+    from pumpguard.engine.pack import load_pack
+    from pumpguard.partition import Scale
+    from pumpguard.pipeline import RejectReport, audit
+    from pumpguard.rules import default_pack
+    pack, out = load_pack(default_pack()), io.StringIO()
+    scale = Scale(in_order=False)
+    n = audit([Path(path)], pack, out=out, rejects=RejectReport(None), scale=scale).stats.evaluated
 elif mode == "stages":
     from stages import breakdown
     n, stages = breakdown(path)

@@ -96,9 +96,10 @@ def check_message(message: dict[str, Any]) -> dict[str, Any]:
     """Refuse anything durable-rules mishandles; return the message unchanged.
 
     The engine builds messages itself, so a failure here is an engine bug and is
-    raised, never posted. Messages are two levels deep (namespaces of scalars):
-    that shape is checked by type in one pass; anything else, or any value in
-    doubt, takes the full walk, which says what is wrong.
+    raised, never posted. Messages are flat (what the host posts) or two levels
+    deep (namespaces of scalars): either shape is checked by type in one pass;
+    anything else, or any value in doubt, takes the full walk, which says what
+    is wrong.
     """
     for v in message.values():  # a flat message (what the host posts), in one loop
         kind = type(v)
