@@ -10,6 +10,7 @@ fixed, small set of properties.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
@@ -101,21 +102,35 @@ def check_message(message: dict[str, Any]) -> dict[str, Any]:
     anything else, or any value in doubt, takes the full walk, which says what
     is wrong.
     """
-    for v in message.values():  # a flat message (what the host posts), in one loop
+    verdict = _plain(message.values())
+    if verdict is _NAMESPACE:
+        return _check_nested(message)
+    if verdict is not True or len(message) > MAX_PROPERTIES:
+        return _check_deep(message)
+    return message
+
+
+_NAMESPACE = object()
+"""What :func:`_plain` says of values holding a dict (a namespace of a message)."""
+
+
+def _plain(values: Iterable[Any]) -> bool | object:
+    """True if every value is one durable-rules takes as it is (a float that is finite,
+    a string within bounds, a bool, None); :data:`_NAMESPACE` at the first dict; else
+    False (the value is in doubt: the full walk decides and says why)."""
+    for v in values:
         kind = type(v)
         if kind is str:
             if len(v) > MAX_STRING:
-                return _check_deep(message)
+                return False
         elif kind is float:
             if v - v != 0.0:  # inf or NaN
-                return _check_deep(message)
+                return False
         elif kind is dict:
-            return _check_nested(message)
+            return _NAMESPACE
         elif kind is not bool and v is not None:
-            return _check_deep(message)
-    if len(message) > MAX_PROPERTIES:
-        return _check_deep(message)
-    return message
+            return False
+    return True
 
 
 def _check_nested(message: dict[str, Any]) -> dict[str, Any]:
@@ -124,16 +139,8 @@ def _check_nested(message: dict[str, Any]) -> dict[str, Any]:
     for value in message.values():
         inner = value.values() if type(value) is dict else (value,)
         count += len(inner)
-        for v in inner:
-            kind = type(v)
-            if kind is float:
-                if v - v != 0.0:  # inf or NaN
-                    return _check_deep(message)
-            elif kind is str:
-                if len(v) > MAX_STRING:
-                    return _check_deep(message)
-            elif kind is not bool and v is not None:
-                return _check_deep(message)
+        if _plain(inner) is not True:  # a third level, or a value in doubt
+            return _check_deep(message)
     if count > MAX_PROPERTIES:
         return _check_deep(message)
     return message
