@@ -29,7 +29,14 @@ from typing import IO
 from .core import Engine
 from .events import Event, event_adapter
 from .findings import Finding
-from .ordering import INDEX_MASK, instant_us, patient_ranks, replay_key, same_second_rank
+from .ordering import (
+    INDEX_MASK,
+    instant_us,
+    instant_us_at,
+    patient_ranks,
+    replay_key,
+    same_second_rank,
+)
 from .rejects import Reject
 
 __all__ = [
@@ -128,24 +135,18 @@ class SpoolLine:
 
 
 def spool_line(
-    seq: int,
-    source: int,
-    event: Event,
-    position: str,
-    data: bytes,
-    *,
-    ts_us: int | None = None,
-    kind: int | None = None,
+    seq: int, source: int, event: Event, position: str, data: bytes, *, ts_us: int, kind: int
 ) -> bytes:
     """The spool's line for one event (patient and position JSON-quoted: no raw tab or newline).
 
-    ``ts_us`` and ``kind``: the event's instant and same-second rank, when the caller has them.
+    ``ts_us`` and ``kind``: the event's instant (:func:`.ordering.instant_us`) and
+    same-second rank, which every caller has already worked out for its index.
     """
     return b"%d\t%d\t%d\t%d\t%s\t%s\t%s\n" % (
         seq,
         source,
-        instant_us(event.ts) if ts_us is None else ts_us,
-        same_second_rank(event.type) if kind is None else kind,
+        ts_us,
+        kind,
         _quoted(event.patient_id),
         _quoted(position),
         data,
@@ -298,8 +299,9 @@ class Replay:
         seq = len(self._index)
         offset = self._spool.tell()
         kind = same_second_rank(event.type)
-        self._index.add(instant_us(event.ts), event.patient_id, kind, offset)
-        self._spool.write(spool_line(seq, src, event, position, data))
+        ts_us = instant_us_at(event.ts, ts)
+        self._index.add(ts_us, event.patient_id, kind, offset)
+        self._spool.write(spool_line(seq, src, event, position, data, ts_us=ts_us, kind=kind))
 
     def run(self, on_reject: RejectCallback) -> Iterator[Finding]:
         """Pass 2: evaluate in order, then let the clock reach the end of the input."""

@@ -149,7 +149,7 @@ def test_compiled_action_expressions_give_what_evaluate_gives(
 
 def test_a_spool_line_decodes_its_patient_and_position_when_asked() -> None:
     event = _course()[0].model_copy(update={"patient_id": 'p\u00e9 \t"x"'})
-    line = SpoolLine.parse(spool_line(7, 0, event, "line 3\tof\n4", b"{}"))
+    line = SpoolLine.parse(spool_line(7, 0, event, "line 3\tof\n4", b"{}", ts_us=0, kind=0))
     assert (line.seq, line.patient_id, line.position) == (7, 'p\u00e9 \t"x"', "line 3\tof\n4")
 
 
