@@ -56,7 +56,7 @@ elif mode == "engine":
         found += len(engine.submit(ev))
         n += 1
     found += len(engine.advance(engine.watermark))
-elif mode == "replay":
+elif mode in ("replay", "spooled"):
     import io
     from pathlib import Path
     from pumpguard.engine.pack import load_pack
@@ -70,17 +70,11 @@ elif mode == "replay":
         findings, engine, replay = run_replay([Path(path)], out, _RejectReport(None), pack)
         n = replay.stats.evaluated
     else:
-        n = audit([Path(path)], pack, out=out, rejects=RejectReport(None)).stats.evaluated
-elif mode == "spooled":
-    import io
-    from pathlib import Path
-    from pumpguard.engine.pack import load_pack
-    from pumpguard.partition import Scale
-    from pumpguard.pipeline import RejectReport, audit
-    from pumpguard.rules import default_pack
-    pack, out = load_pack(default_pack()), io.StringIO()
-    scale = Scale(in_order=False)
-    n = audit([Path(path)], pack, out=out, rejects=RejectReport(None), scale=scale).stats.evaluated
+        options = {}
+        if mode == "spooled":  # this checkout only: every partition from its spool
+            from pumpguard.partition import Scale
+            options["scale"] = Scale(in_order=False)
+        n = audit([Path(path)], pack, out=out, rejects=RejectReport(None), **options).stats.evaluated
 elif mode == "stages":
     from stages import breakdown
     n, stages = breakdown(path)
