@@ -88,9 +88,9 @@ def fate_of(records: Sequence[Record]) -> Fate:
 
 def unknown_fields_warning(event: Event, source: str, position: str) -> Reject | None:
     """A warning for fields version 1 does not define, so they are never ignored in silence."""
-    unknown = event.unknown_fields
-    if not unknown:
+    if not event.__pydantic_extra__:  # the usual event, without building the list
         return None
+    unknown = event.unknown_fields
     return Reject(
         source=source,
         position=position,

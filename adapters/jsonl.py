@@ -137,8 +137,24 @@ class JsonlSource(EventSource):
         self.close()
 
     def _line(self, raw: bytes, lineno: int) -> list[Record]:
-        """The records one line gives: an event (after its warning, if any), or a reject."""
+        """The records one line gives: an event (after its warning, if any), or a reject.
+
+        The bytes are validated as they are (the JSON parser checks UTF-8 itself);
+        only a line it refuses is decoded, to say why in the words the reject uses.
+        """
         position = self.position
+        try:
+            event: Event = event_adapter.validate_json(raw)
+        except ValidationError:
+            return self._refused(raw, lineno, position)
+        return self._accepted(event, position)
+
+    def _accepted(self, event: Event, position: str) -> list[Record]:
+        warning = unknown_fields_warning(event, self.label, position)
+        return [event] if warning is None else [warning, event]
+
+    def _refused(self, raw: bytes, lineno: int, position: str) -> list[Record]:
+        """A line the parser refused as bytes: not UTF-8, a byte-order mark, or invalid."""
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -149,8 +165,7 @@ class JsonlSource(EventSource):
             event: Event = event_adapter.validate_json(text)
         except ValidationError as exc:
             return [Reject(self.label, position, describe_invalid(exc))]
-        warning = unknown_fields_warning(event, self.label, position)
-        return [event] if warning is None else [warning, event]
+        return self._accepted(event, position)
 
     def close(self) -> None:
         if self._fh is not None:

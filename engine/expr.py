@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ast
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ __all__ = [
     "compile_value",
     "evaluate",
     "expr_refs",
+    "negated_test",
     "parse_macros",
     "parse_ref",
 ]
@@ -275,14 +276,26 @@ class _Compiler:
 
     def simple(self, dop: str, left: _Val, right: _Val, negate: bool) -> dict[str, Any]:
         assert left.prop is not None
+        if negate:
+            return negated_test(dop, left.prop, right.rv(), right.refs)
         guards = [{"$ex": {r: 1}} for r in dict.fromkeys(right.refs)]
-        if not negate:
-            test = {dop: {left.prop: right.rv()}}
-            return {"$and": [*guards, test]} if guards else test
-        flipped = {_NEGATE[dop]: {left.prop: right.rv()}}
-        unknown = [{"$nex": {r: 1}} for r in dict.fromkeys((left.prop, *right.refs))]
-        body = {"$and": [*guards, flipped]} if guards else flipped
-        return {"$or": [*unknown, body]}
+        test = {dop: {left.prop: right.rv()}}
+        return {"$and": [*guards, test]} if guards else test
+
+
+def negated_test(dop: str, prop: str, rv: Any, refs: Iterable[str]) -> dict[str, Any]:
+    """``not (prop dop rv)`` for durable-rules, where ``refs`` are the fields ``rv`` reads.
+
+    durable-rules decides no comparison with an absent field, and the rule does
+    not hold then; so its negation holds where any field it reads is absent, and
+    otherwise where the opposite comparison does (guarded, as the comparison is).
+    """
+    refs = tuple(dict.fromkeys(refs))
+    guards = [{"$ex": {r: 1}} for r in refs]
+    flipped = {_NEGATE[dop]: {prop: rv}}
+    unknown = [{"$nex": {r: 1}} for r in dict.fromkeys((prop, *refs))]
+    body = {"$and": [*guards, flipped]} if guards else flipped
+    return {"$or": [*unknown, body]}
 
 
 def _fold(op: ast.operator, a: float, b: float) -> float:

@@ -18,7 +18,9 @@ How we use it, and why (``research/durable-rules.md``):
   and conditions renamed to match: it parses nested objects at twice the cost.
 - **The cheaper question.** A type's first messages are asked of its rules and,
   on a second ruleset, of their negations (which must disagree); afterwards a
-  rule that fired more than its negation is asked the negation (``flip``).
+  rule that fired more than its negation is asked the negation (``flip``). The
+  next messages do the same part by part (``flip_parts``): a part of a split
+  rule that holds for nearly every message is then asked its negation.
 - **Errors surface.** Firings are read and completed through the native API, so
   no action of ours runs inside durable-rules (where an error would be
   swallowed); any error durable-rules raises becomes a
@@ -37,6 +39,7 @@ import orjson
 
 from .errors import RuleEvaluationError
 from .gate import check_message
+from .negation import negated_part
 
 if TYPE_CHECKING:
     from .compiler import CompiledRule
@@ -395,6 +398,11 @@ class RuleHost:
             else {name: _Watch() for name in self._split_of}
         )
         self._flip_after = flip_after or 0
+        # Part by part (flip_parts), once a group's rules are settled: the watch, each
+        # ruleset's part negations, and the parts a ruleset asks as their negation.
+        self._part_watch: dict[str, _Watch] = {}
+        self._part_negations: dict[str, dict[str, dict[str, Any]]] = {}
+        self._negated_parts: dict[str, frozenset[str]] = {}
         self._types: dict[str, tuple[str, ...]] = {}
         # per type, (namespace, ((field, flat key), ...)): what _posted copies
         self._posting: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = {}
@@ -517,6 +525,9 @@ class RuleHost:
     def _decide(self, name: str, ids: tuple[str, ...], message: dict[str, Any]) -> list[str]:
         """Group ``name``'s rules that hold for the (flat, checked) ``message``, in order."""
         fired = self._fired(self._active[name], ids, message)
+        part_watch = self._part_watch.get(name)
+        if part_watch is not None:
+            self._compare_parts(name, ids, message, fired, part_watch)
         if not fired and not self._flipped[name] and name not in self._watch:
             return []  # nothing fired, nothing flipped: no rule holds
         whole = self._whole  # a rule of one part holds where its part fired
@@ -566,6 +577,67 @@ class RuleHost:
             del self._watch[name]
             cheaper = [r for r in both if watch.negated.get(r, 0) < watch.plain.get(r, 0)]
             self.flip(name, cheaper)
+            if self._part_shadow(self._active[name]) is not None:
+                self._part_watch[name] = _Watch()
+
+    def _compare_parts(
+        self,
+        name: str,
+        ids: tuple[str, ...],
+        message: dict[str, Any],
+        fired: set[str],
+        watch: _Watch,
+    ) -> None:
+        """:meth:`_compare`, part by part: durable-rules asked every part's negation must
+        disagree with the part on each watched message, and the firings are counted,
+        for :meth:`flip_parts`."""
+        active = self._active[name]
+        shadow = self._part_shadow(active)
+        assert shadow is not None
+        try:
+            denied = self._fired(shadow, ids, message)
+        except Exception as exc:
+            del self._part_watch[name]
+            if isinstance(exc, RuleEvaluationError):
+                raise
+            msg = f"durable-rules refused the part negations of {', '.join(ids)}: {exc!r}"
+            raise RuleEvaluationError(msg) from exc
+        negations = self._part_negations[active]
+        alike = [p for p in negations if (p in fired) == (p in denied)]
+        if alike:
+            del self._part_watch[name]
+            msg = f"durable-rules decided the parts {', '.join(alike)} and their negations alike"
+            raise RuleEvaluationError(msg)
+        for part in fired:
+            if part in negations:
+                watch.plain[part] = watch.plain.get(part, 0) + 1
+        for part in denied:
+            watch.negated[part] = watch.negated.get(part, 0) + 1
+        watch.messages += 1
+        if watch.messages >= self._flip_after:
+            del self._part_watch[name]
+            self.flip_parts(
+                name, [p for p in negations if watch.negated.get(p, 0) < watch.plain.get(p, 0)]
+            )
+
+    def _part_shadow(self, ruleset: str) -> str | None:
+        """A ruleset asking the negation of every part of ``ruleset`` that has one (None if
+        none has), registered when first asked."""
+        shadow = f"{ruleset}~parts-negated"
+        if shadow in self._parts_of:
+            return shadow
+        if ruleset in self._part_negations:
+            return None
+        negations: dict[str, dict[str, Any]] = {}
+        for key, part in self._parts_of[ruleset].items():
+            negation = negated_part(self.definitions[ruleset][key]["all"][0]["m"])
+            if negation is not None and logic_nodes(negation) <= MAX_LOGIC_NODES:
+                negations[part] = negation
+        self._part_negations[ruleset] = negations
+        if not negations:
+            return None
+        self._register(shadow, [list(negations.items())])
+        return shadow
 
     def _shadow(self, name: str) -> str:
         """The ruleset of group ``name`` with every rule negated (registered when first asked)."""
@@ -616,15 +688,54 @@ class RuleHost:
         self._active[name] = tuned
         return flips
 
+    def flip_parts(self, name: str, parts: Iterable[str]) -> list[str]:
+        """Ask durable-rules the negation of these parts of group ``name``'s ruleset; those
+        flipped.
+
+        :meth:`flip`, for the parts of split rules: a part asked as its negation held
+        where its negation did not fire, so the parts that held are the same set, and
+        every rule built of them decides as before. The ruleset is registered once
+        more, with those parts negated; parts with no negation stay as they are.
+        """
+        if self._host is None:
+            return []
+        active = self._active[name]
+        if self._part_shadow(active) is None:
+            return []
+        negations = self._part_negations[active]
+        wanted = {p for p in parts if p in negations}
+        if not wanted:
+            return []
+        body = self.definitions[active]
+        tuned = f"{active}~parts"
+        self._register(
+            tuned,
+            [
+                [
+                    (part, negations[part] if part in wanted else body[key]["all"][0]["m"])
+                    for key, part in self._parts_of[active].items()
+                ]
+            ],
+        )
+        self._negated_parts[tuned] = frozenset(wanted)
+        self._active[name] = tuned
+        return [p for p in self._parts_of[active].values() if p in wanted]
+
     def _fired(self, name: str, ids: tuple[str, ...], message: dict[str, Any]) -> set[str]:
-        """The parts of group ``name`` that fired (any failure raised as RuleEvaluationError)."""
+        """The parts of ruleset ``name`` that held (any failure raised as RuleEvaluationError).
+
+        A part asked as its negation held where the negation did not fire: the
+        symmetric difference with those parts turns what fired into what held.
+        """
         try:
-            return set(self._assert_fact(name, self._text(message)))
+            fired = set(self._assert_fact(name, self._text(message)))
         except RuleEvaluationError:
             raise
         except Exception as exc:
             msg = f"durable-rules failed evaluating {', '.join(ids)}: {exc!r}"
             raise RuleEvaluationError(msg, rule_id=ids[0] if len(ids) == 1 else None) from exc
+        negated = self._negated_parts.get(name)
+        return fired ^ negated if negated else fired
 
     def _text(self, message: dict[str, Any]) -> str:
         self._seq += 1

@@ -72,7 +72,7 @@ def canonical_bytes(event: Event) -> bytes:
 
     The model's serialiser writes the bytes ``model_dump_json`` would decode to text.
     """
-    extra = event.model_extra
+    extra = event.__pydantic_extra__
     return event.__pydantic_serializer__.to_json(event, exclude=set(extra) if extra else None)
 
 
