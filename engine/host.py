@@ -626,8 +626,8 @@ class RuleHost:
         shadow = f"{ruleset}~parts-negated"
         if shadow in self._parts_of:
             return shadow
-        if ruleset in self._part_negations:
-            return None
+        if ruleset in self._part_negations or ruleset in self._negated_parts:
+            return None  # asked before, or its parts are flipped already (once is all)
         negations: dict[str, dict[str, Any]] = {}
         for key, part in self._parts_of[ruleset].items():
             negation = negated_part(self.definitions[ruleset][key]["all"][0]["m"])

@@ -117,4 +117,3 @@ def simplified(expr: Any) -> Any:
             terms = list(kept.values())
             return terms[0] if len(terms) == 1 else {op: terms}
     return {k: simplified(v) for k, v in expr.items()}
-
