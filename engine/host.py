@@ -30,6 +30,7 @@ How we use it, and why (``research/durable-rules.md``):
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,28 +88,31 @@ def logic_nodes(expr: Any) -> int:
     return 0
 
 
-def flatten_logic(expr: Any) -> Any:
+def flatten_logic(expr: Any, *, once: bool = False) -> Any:
     """Flatten ``$and`` in ``$and`` and ``$or`` in ``$or``, and one-part ``$and``/``$or``.
 
     durable-rules refuses conditions nested about 16 levels deep (error 113);
     same-operator nesting changes nothing, so it is flattened away before a
-    condition reaches it.
+    condition reaches it. ``once``: a term repeated among its siblings is kept
+    once too (built negations repeat their ``$nex`` tests).
     """
     if isinstance(expr, list):
-        return [flatten_logic(v) for v in expr]
+        return [flatten_logic(v, once=once) for v in expr]
     if not isinstance(expr, dict):
         return expr
     if len(expr) == 1:
         ((op, body),) = expr.items()
         if op in ("$and", "$or") and isinstance(body, list):
             flat: list[Any] = []
-            for part in flatten_logic(body):
+            for part in flatten_logic(body, once=once):
                 if isinstance(part, dict) and len(part) == 1 and op in part:
                     flat.extend(part[op])
                 else:
                     flat.append(part)
+            if once:
+                flat = list({json.dumps(t, sort_keys=True): t for t in flat}.values())
             return flat[0] if len(flat) == 1 else {op: flat}
-    return {k: flatten_logic(v) for k, v in expr.items()}
+    return {k: flatten_logic(v, once=once) for k, v in expr.items()}
 
 
 Plan = str | tuple[str, list[Any]]
@@ -279,6 +283,28 @@ class _Watch:
     messages: int = 0
     plain: dict[str, int] = field(default_factory=dict)
     negated: dict[str, int] = field(default_factory=dict)
+
+    def tally(self, fired: set[str], denied: set[str], key: Callable[[str], str]) -> None:
+        """Count one message: each part that fired in either form, under ``key`` of it."""
+        for part in fired:
+            k = key(part)
+            self.plain[k] = self.plain.get(k, 0) + 1
+        for part in denied:
+            k = key(part)
+            self.negated[k] = self.negated.get(k, 0) + 1
+        self.messages += 1
+
+    def cheaper(self, candidates: Iterable[str]) -> list[str]:
+        """The candidates whose negation fired less than they did."""
+        return [c for c in candidates if self.negated.get(c, 0) < self.plain.get(c, 0)]
+
+
+def _rule_of_part(part: str) -> str:
+    return part.partition("#")[0]
+
+
+def _same(part: str) -> str:
+    return part
 
 
 FIRING_CAP = 4096
@@ -552,33 +578,39 @@ class RuleHost:
         """While a group is watched, ask durable-rules every negation too: the answers
         must disagree rule by rule (else the message is an evaluation failure), and
         the firings each form costs are counted, for :meth:`flip`."""
-        try:
-            denied = self._fired(self._shadow(name), ids, message)
-        except Exception as exc:  # the group stays as it is, and this message is an alert
-            del self._watch[name]
-            if isinstance(exc, RuleEvaluationError):
-                raise
-            msg = f"durable-rules refused the negations of {', '.join(ids)}: {exc!r}"
-            raise RuleEvaluationError(msg) from exc
+        denied = self._denied(self._watch, name, lambda: self._shadow(name), ids, message)
         both = [r for r in ids if r in self._neg_plans]
         alike = [r for r in both if (r in held) == _holds(self._neg_plans[r], denied)]
         if alike:  # never flipped, then: a negation that failed once is never trusted
             del self._watch[name]
             msg = f"durable-rules decided {', '.join(alike)} and their negations alike"
             raise RuleEvaluationError(msg, rule_id=alike[0] if len(alike) == 1 else None)
-        for part in fired:
-            rule_id = part.partition("#")[0]
-            watch.plain[rule_id] = watch.plain.get(rule_id, 0) + 1
-        for part in denied:
-            rule_id = part.partition("#")[0]
-            watch.negated[rule_id] = watch.negated.get(rule_id, 0) + 1
-        watch.messages += 1
+        watch.tally(fired, denied, _rule_of_part)
         if watch.messages >= self._flip_after:
             del self._watch[name]
-            cheaper = [r for r in both if watch.negated.get(r, 0) < watch.plain.get(r, 0)]
-            self.flip(name, cheaper)
+            self.flip(name, watch.cheaper(both))
             if self._part_shadow(self._active[name]) is not None:
                 self._part_watch[name] = _Watch()
+
+    def _denied(
+        self,
+        watching: dict[str, _Watch],
+        name: str,
+        shadow: Callable[[], str],
+        ids: tuple[str, ...],
+        message: dict[str, Any],
+        what: str = "negations",
+    ) -> set[str]:
+        """What fired on a watched group's ruleset of negations (``shadow``, registered
+        when first asked). A failure ends the watch, and is this message's alert."""
+        try:
+            return self._fired(shadow(), ids, message)
+        except Exception as exc:  # the group stays as it is, and this message is an alert
+            del watching[name]
+            if isinstance(exc, RuleEvaluationError):
+                raise
+            msg = f"durable-rules refused the {what} of {', '.join(ids)}: {exc!r}"
+            raise RuleEvaluationError(msg) from exc
 
     def _compare_parts(
         self,
@@ -592,33 +624,20 @@ class RuleHost:
         disagree with the part on each watched message, and the firings are counted,
         for :meth:`flip_parts`."""
         active = self._active[name]
-        shadow = self._part_shadow(active)
-        assert shadow is not None
-        try:
-            denied = self._fired(shadow, ids, message)
-        except Exception as exc:
-            del self._part_watch[name]
-            if isinstance(exc, RuleEvaluationError):
-                raise
-            msg = f"durable-rules refused the part negations of {', '.join(ids)}: {exc!r}"
-            raise RuleEvaluationError(msg) from exc
+        shadow = f"{active}~parts-negated"  # registered when the watch began
+        denied = self._denied(
+            self._part_watch, name, lambda: shadow, ids, message, "part negations"
+        )
         negations = self._part_negations[active]
         alike = [p for p in negations if (p in fired) == (p in denied)]
         if alike:
             del self._part_watch[name]
             msg = f"durable-rules decided the parts {', '.join(alike)} and their negations alike"
             raise RuleEvaluationError(msg)
-        for part in fired:
-            if part in negations:
-                watch.plain[part] = watch.plain.get(part, 0) + 1
-        for part in denied:
-            watch.negated[part] = watch.negated.get(part, 0) + 1
-        watch.messages += 1
+        watch.tally(fired, denied, _same)
         if watch.messages >= self._flip_after:
             del self._part_watch[name]
-            self.flip_parts(
-                name, [p for p in negations if watch.negated.get(p, 0) < watch.plain.get(p, 0)]
-            )
+            self.flip_parts(name, watch.cheaper(negations))
 
     def _part_shadow(self, ruleset: str) -> str | None:
         """A ruleset asking the negation of every part of ``ruleset`` that has one (None if
@@ -629,10 +648,12 @@ class RuleHost:
         if ruleset in self._part_negations or ruleset in self._negated_parts:
             return None  # asked before, or its parts are flipped already (once is all)
         negations: dict[str, dict[str, Any]] = {}
-        for key, part in self._parts_of[ruleset].items():
-            negation = negated_part(self.definitions[ruleset][key]["all"][0]["m"])
-            if negation is not None and logic_nodes(negation) <= MAX_LOGIC_NODES:
-                negations[part] = negation
+        for part, expr in self._asked(ruleset):
+            negation = negated_part(expr)
+            if negation is not None:
+                negation = flatten_logic(negation, once=True)
+                if logic_nodes(negation) <= MAX_LOGIC_NODES:
+                    negations[part] = negation
         self._part_negations[ruleset] = negations
         if not negations:
             return None
@@ -706,20 +727,17 @@ class RuleHost:
         wanted = {p for p in parts if p in negations}
         if not wanted:
             return []
-        body = self.definitions[active]
         tuned = f"{active}~parts"
-        self._register(
-            tuned,
-            [
-                [
-                    (part, negations[part] if part in wanted else body[key]["all"][0]["m"])
-                    for key, part in self._parts_of[active].items()
-                ]
-            ],
-        )
+        asked = self._asked(active)
+        self._register(tuned, [[(p, negations[p] if p in wanted else e) for p, e in asked]])
         self._negated_parts[tuned] = frozenset(wanted)
         self._active[name] = tuned
-        return [p for p in self._parts_of[active].values() if p in wanted]
+        return [p for p, _ in asked if p in wanted]
+
+    def _asked(self, ruleset: str) -> list[tuple[str, dict[str, Any]]]:
+        """Each part of a registered ruleset and the condition it is asked, in key order."""
+        body = self.definitions[ruleset]
+        return [(part, body[key]["all"][0]["m"]) for key, part in self._parts_of[ruleset].items()]
 
     def _fired(self, name: str, ids: tuple[str, ...], message: dict[str, Any]) -> set[str]:
         """The parts of ruleset ``name`` that held (any failure raised as RuleEvaluationError).

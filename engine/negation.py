@@ -13,12 +13,11 @@ durable-rules' own answers before it asks one (``RuleHost._compare_parts``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .expr import negated_test
 
-__all__ = ["negated_part", "simplified"]
+__all__ = ["negate", "negated_part"]
 
 _COMPARISONS = frozenset(("$eq", "$neq", "$lt", "$lte", "$gt", "$gte"))
 _ARITHMETIC = frozenset(("$add", "$sub", "$mul", "$div"))
@@ -28,7 +27,8 @@ _NO_TYPE = {"$nex": {"type": 1}}
 
 def negated_part(part: dict[str, Any]) -> dict[str, Any] | None:
     """``$ex type and not (rest)`` for a part ``$ex type and rest``; None if a form in it
-    has no negation here (the part is then always asked as it is).
+    has no negation here (the part is then always asked as it is). The host flattens
+    it (:func:`.host.flatten_logic`) before durable-rules is asked it.
 
     The ``$ex type`` test stays: every message has a type, and without it a part
     could match durable-rules' own session state (see :func:`.host.split`).
@@ -40,8 +40,7 @@ def negated_part(part: dict[str, Any]) -> dict[str, Any] | None:
     negation = negate(rest)
     if negation is None:
         return None
-    out: dict[str, Any] = simplified({"$and": [_HAS_TYPE, _typed(negation)]})
-    return out
+    return {"$and": [_HAS_TYPE, _typed(negation)]}
 
 
 def _typed(expr: Any) -> Any:
@@ -97,23 +96,3 @@ def _reads(rv: Any) -> list[str] | None:
         left, right = _reads(body["$l"]), _reads(body["$r"])
         return None if left is None or right is None else left + right
     return None
-
-
-def simplified(expr: Any) -> Any:
-    """The same condition with ``$and`` in ``$and`` (``$or`` in ``$or``) lifted, and a
-    term repeated among its siblings kept once: fewer paths for durable-rules to walk."""
-    if isinstance(expr, list):
-        return [simplified(v) for v in expr]
-    if not isinstance(expr, dict):
-        return expr
-    if len(expr) == 1:
-        ((op, body),) = expr.items()
-        if op in ("$and", "$or") and isinstance(body, list):
-            kept: dict[str, Any] = {}
-            for term in map(simplified, body):
-                lifted = term[op] if isinstance(term, dict) and list(term) == [op] else [term]
-                for t in lifted:
-                    kept.setdefault(json.dumps(t, sort_keys=True), t)
-            terms = list(kept.values())
-            return terms[0] if len(terms) == 1 else {op: terms}
-    return {k: simplified(v) for k, v in expr.items()}

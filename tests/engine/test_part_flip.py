@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pumpguard.engine import host as host_module
 from pumpguard.engine.errors import RuleEvaluationError
 from pumpguard.engine.expr import compile_condition, evaluate
-from pumpguard.engine.host import RuleHost, _pattern
+from pumpguard.engine.host import RuleHost, _pattern, flatten_logic
 from pumpguard.engine.negation import negate, negated_part
 from test_expr import CONDITIONS, resolve, values
 
@@ -95,6 +95,13 @@ def test_a_form_the_compiler_never_writes_has_no_negation() -> None:
 
 def test_a_negated_part_keeps_its_type_test_and_drops_the_impossible_untyped_case() -> None:
     part = {"$and": [{"$ex": {"type": 1}}, {"$or": [{"type": "a"}, {"type": "b"}]}]}
-    assert negated_part(part) == {
+    assert flatten_logic(negated_part(part), once=True) == {
         "$and": [{"$ex": {"type": 1}}, {"$neq": {"type": "a"}}, {"$neq": {"type": "b"}}]
     }
+
+
+def test_a_term_repeated_among_its_siblings_is_kept_once_only_when_asked() -> None:
+    absent, low = {"$nex": {"p0": 1}}, {"$lt": {"p0": 1.0}}
+    expr = {"$or": [absent, {"$or": [absent, low]}]}
+    assert flatten_logic(expr, once=True) == {"$or": [absent, low]}
+    assert flatten_logic(expr) == {"$or": [absent, absent, low]}
