@@ -609,7 +609,8 @@ class RuleHost:
             answers = self._answers
             if len(answers) >= ANSWERS_KEPT:
                 del answers[next(iter(answers))]
-            answers[(active, raw)] = tuple(held)
+            # a copy: orjson's bytes keep their whole write buffer (about 8 KB each)
+            answers[(active, bytes(memoryview(raw)))] = tuple(held)
         return held
 
     def _held(

@@ -106,3 +106,20 @@ def test_a_parts_own_ruleset_is_registered_only_when_rule_by_rule_evaluation_ask
     assert held <= set(rules)
     asked = set(host._host._ruleset_directory) - registered
     assert asked & set(host._parts)  # rules that are not a group of their own
+
+
+def test_answers_kept_hold_the_bytes_asked_and_not_the_encoders_buffer() -> None:
+    import tracemalloc
+
+    host = _host("state.x >= 1")
+    host.evaluate(["R"], _message({"x": -1.0}))  # the rulesets registered first
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for x in range(200):
+            host.evaluate(["R"], _message({"x": float(x)}))
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(host._answers) == 201
+    assert kept < 200 * 1024  # orjson's own bytes hold about 8 KB each
