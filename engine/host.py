@@ -444,11 +444,12 @@ class RuleHost:
             self._rank[name] = {r: i for i, r in enumerate(ids)}
         self._handles: dict[str, int] = {}
         self.definitions = definitions
-        grouped = {
-            name: body for name, body in definitions.items() if name in self._groups.values()
-        }
         self._host = (
-            _Host(grouped, actions, {n: b for n, b in definitions.items() if n not in grouped})
+            _Host(
+                {name: definitions[name] for name in self._groups.values()},
+                actions,
+                later={part: definitions[part] for part in self._parts},
+            )
             if definitions
             else None
         )
