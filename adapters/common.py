@@ -19,6 +19,7 @@ __all__ = [
     "clip",
     "coerce_enums",
     "describe_invalid",
+    "is_fhir_json",
     "json_kind",
     "load_json",
     "load_json_document",
@@ -141,3 +142,9 @@ def json_kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def is_fhir_json(obj: Any) -> bool:
+    """True for a decoded JSON object that is a FHIR resource (here, so that telling a
+    format costs no FHIR import)."""
+    return isinstance(obj, dict) and isinstance(obj.get("resourceType"), str)

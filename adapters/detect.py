@@ -12,6 +12,7 @@ import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pumpguard.adapters.base import (
     BytesSource,
@@ -21,15 +22,14 @@ from pumpguard.adapters.base import (
     Tally,
     unknown_fields_warning,
 )
-from pumpguard.adapters.common import describe_invalid, load_json_document
-from pumpguard.adapters.config import AdapterConfig
-from pumpguard.adapters.csv_source import CsvSource
-from pumpguard.adapters.fhir import FhirSource, FhirXmlSource, is_fhir_json
-from pumpguard.adapters.hl7v2 import Hl7Source
+from pumpguard.adapters.common import describe_invalid, is_fhir_json, load_json_document
 from pumpguard.adapters.jsonl import JsonlSource
 from pumpguard.engine.errors import ParseError
 from pumpguard.engine.events import Event, event_adapter
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from pumpguard.adapters.config import AdapterConfig
 
 __all__ = ["CanonicalJsonSource", "EmptySource", "detect_format", "not_a_file", "open_source"]
 
@@ -156,7 +156,11 @@ def detect_format(path: Path, label: str | None = None) -> str:
 def open_source(
     path: Path, config: AdapterConfig | None = None, *, label: str | None = None
 ) -> EventSource:
-    """The source that reads ``path``; ParseError if the format cannot be told."""
+    """The source that reads ``path``; ParseError if the format cannot be told.
+
+    The HL7, FHIR and CSV readers are imported only for their own files: a
+    replay of canonical JSONL pays none of their start-up.
+    """
     path = Path(path)
     label = label or str(path)
     try:
@@ -172,15 +176,23 @@ def open_source(
     if kind == "json":
         return CanonicalJsonSource(path, label=label)
     if kind in ("fhir-json", "fhir-ndjson"):
+        from pumpguard.adapters.fhir import FhirSource
+
         return FhirSource(path, label=label, config=config, ndjson=kind == "fhir-ndjson")
     if kind == "fhir-xml":
+        from pumpguard.adapters.fhir import FhirXmlSource
+
         return FhirXmlSource(path, label=label)
     if kind == "hl7":
+        from pumpguard.adapters.hl7v2 import Hl7Source
+
         return Hl7Source(path, label=label, config=config)
     # Fail now, not mid-replay, when no mapping can be tried at all.
     if not (config and config.csv_mappings):
         msg = f"{label}: CSV needs a column mapping (csv_mappings in the adapter config)"
         raise ParseError(msg, source=label)
+    from pumpguard.adapters.csv_source import CsvSource
+
     return CsvSource(path, config=config, label=label)
 
 

@@ -22,6 +22,7 @@ from xml.etree import ElementTree
 from pumpguard.adapters.base import BytesSource, EventSource, Record, Reject, Tally, fate_of
 from pumpguard.adapters.common import (
     clip,
+    is_fhir_json,
     json_kind,
     load_json,
     load_json_document,
@@ -33,11 +34,6 @@ from pumpguard.adapters.fhir_resources import _Mapper
 from pumpguard.engine.errors import InputError, ParseError
 
 __all__ = ["FhirSource", "FhirXmlSource", "is_fhir_json"]
-
-
-def is_fhir_json(obj: Any) -> bool:
-    """True for a decoded JSON object that is a FHIR resource."""
-    return isinstance(obj, dict) and isinstance(obj.get("resourceType"), str)
 
 
 class FhirSource(BytesSource):

@@ -24,6 +24,7 @@ import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import IO
 
 from .core import Engine
@@ -51,6 +52,7 @@ __all__ = [
     "digest64",
     "drive",
     "evaluate",
+    "quoted",
     "spool_line",
     "time_ordered",
 ]
@@ -147,17 +149,16 @@ def spool_line(
         source,
         ts_us,
         kind,
-        _quoted(event.patient_id),
-        _quoted(position),
+        quoted(event.patient_id),
+        quoted(position),
         data,
     )
 
 
-def _quoted(text: str) -> bytes:
-    """``text`` as a JSON string: printable ASCII with nothing to escape is only quoted."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return b'"%s"' % text.encode()
-    return json.dumps(text).encode()
+def quoted(text: str) -> bytes:
+    """``text`` as a JSON string in ASCII bytes (what ``json.dumps`` writes), never a raw tab
+    or newline."""
+    return encode_basestring_ascii(text).encode("ascii")
 
 
 class SpoolIndex:
