@@ -20,7 +20,7 @@ import os
 import struct
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, KeysView, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from .replay import (
     conflict_reject,
     evaluate,
     quoted,
+    spool_line,
 )
 
 __all__ = [
@@ -140,11 +141,16 @@ class SpoolSet:
         self.counts = [0] * partitions
         self.sources: list[str] = []
         self._source_index: dict[str, int] = {}
-        self.patients: set[str] = set()
         self._patient_parts: dict[str, tuple[int, bytes]] = {}
+        """Per patient seen: its partition and its quoted id."""
         self.events_read = 0
         self.max_ts: float | None = None
         self.spool_bytes = 0
+
+    @property
+    def patients(self) -> KeysView[str]:
+        """The patients spooled so far."""
+        return self._patient_parts.keys()
 
     def __enter__(self) -> SpoolSet:
         self._files = [p.open("wb", buffering=_BUFFER) for p in self.paths]
@@ -170,7 +176,6 @@ class SpoolSet:
                 partition_of(patient, self.partitions),
                 quoted(patient),
             )
-            self.patients.add(patient)
         part, patient_json = known
         src = self._source_index.get(source)
         if src is None:
@@ -185,8 +190,7 @@ class SpoolSet:
         ts_us = instant_us_at(moment, ts)
         kind = same_second_rank(event.type)
         self._files[part].write(
-            b"%d\t%d\t%d\t%d\t%s\t%s\t%s\n"
-            % (seq, src, ts_us, kind, patient_json, quoted(position), data)
+            spool_line(seq, src, patient_json, position, data, ts_us=ts_us, kind=kind)
         )
         self.counts[part] += 1
         return part, ts, ts_us, kind
@@ -463,7 +467,7 @@ class InOrderPass:
             self.engine.drop_patient(pid)
 
     def results(
-        self, verdicts: Verdicts, counts: list[int], patients: set[str], end: float | None
+        self, verdicts: Verdicts, counts: list[int], patients: Set[str], end: float | None
     ) -> tuple[list[PartitionResult], set[int]]:
         """The partitions this pass decided, and those pass 2 must evaluate from their spool."""
         spooled = {i for i, n in enumerate(counts) if n}

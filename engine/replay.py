@@ -137,19 +137,28 @@ class SpoolLine:
 
 
 def spool_line(
-    seq: int, source: int, event: Event, position: str, data: bytes, *, ts_us: int, kind: int
+    seq: int,
+    source: int,
+    patient_json: bytes,
+    position: str,
+    data: bytes,
+    *,
+    ts_us: int,
+    kind: int,
 ) -> bytes:
     """The spool's line for one event (patient and position JSON-quoted: no raw tab or newline).
 
-    ``ts_us`` and ``kind``: the event's instant (:func:`.ordering.instant_us`) and
-    same-second rank, which every caller has already worked out for its index.
+    ``patient_json``: :func:`quoted` of the patient id, which a caller spooling many
+    events of one patient works out once. ``ts_us`` and ``kind``: the event's instant
+    (:func:`.ordering.instant_us`) and same-second rank, which every caller has
+    already worked out for its index.
     """
     return b"%d\t%d\t%d\t%d\t%s\t%s\t%s\n" % (
         seq,
         source,
         ts_us,
         kind,
-        quoted(event.patient_id),
+        patient_json,
         quoted(position),
         data,
     )
@@ -302,7 +311,9 @@ class Replay:
         kind = same_second_rank(event.type)
         ts_us = instant_us_at(event.ts, ts)
         self._index.add(ts_us, event.patient_id, kind, offset)
-        self._spool.write(spool_line(seq, src, event, position, data, ts_us=ts_us, kind=kind))
+        self._spool.write(
+            spool_line(seq, src, quoted(event.patient_id), position, data, ts_us=ts_us, kind=kind)
+        )
 
     def run(self, on_reject: RejectCallback) -> Iterator[Finding]:
         """Pass 2: evaluate in order, then let the clock reach the end of the input."""

@@ -24,7 +24,7 @@ from pumpguard.engine.events import Event
 from pumpguard.engine.expr import compile_condition, compile_eval, evaluate, parse_ref
 from pumpguard.engine.host import Plan, RuleHost, _holds, _pattern, compile_plan
 from pumpguard.engine.pack import CompiledPack
-from pumpguard.engine.replay import SpoolLine, drive, spool_line, time_ordered
+from pumpguard.engine.replay import SpoolLine, drive, quoted, spool_line, time_ordered
 from pumpguard.engine.state import _GROUP_FIELDS, ALL_GROUPS, PatientState, groups_for
 from pumpguard.engine.stateview import STATE_FIELDS
 from pumpguard.pipeline import bundled_demo_course
@@ -151,7 +151,9 @@ def test_compiled_action_expressions_give_what_evaluate_gives(
 
 def test_a_spool_line_decodes_its_patient_and_position_when_asked() -> None:
     event = _course()[0].model_copy(update={"patient_id": 'p\u00e9 \t"x"'})
-    line = SpoolLine.parse(spool_line(7, 0, event, "line 3\tof\n4", b"{}", ts_us=0, kind=0))
+    line = SpoolLine.parse(
+        spool_line(7, 0, quoted(event.patient_id), "line 3\tof\n4", b"{}", ts_us=0, kind=0)
+    )
     assert (line.seq, line.patient_id, line.position) == (7, 'p\u00e9 \t"x"', "line 3\tof\n4")
 
 
