@@ -27,7 +27,7 @@ from pumpguard.adapters.base import (
     unknown_fields_warning,
 )
 from pumpguard.adapters.common import describe_invalid
-from pumpguard.engine.events import Event, event_adapter
+from pumpguard.engine.events import Event, validate_event_json
 from pumpguard.engine.findings import Finding, RulePackRef
 from pydantic import ValidationError
 
@@ -144,7 +144,7 @@ class JsonlSource(EventSource):
         """
         position = self.position
         try:
-            event: Event = event_adapter.validate_json(raw)
+            event: Event = validate_event_json(raw)
         except ValidationError:
             return self._refused(raw, lineno, position)
         return self._accepted(event, position)
@@ -162,7 +162,7 @@ class JsonlSource(EventSource):
         if lineno == 1 and text.startswith("\ufeff"):
             text = text[1:]
         try:
-            event: Event = event_adapter.validate_json(text)
+            event: Event = validate_event_json(text)
         except ValidationError as exc:
             return [Reject(self.label, position, describe_invalid(exc))]
         return self._accepted(event, position)

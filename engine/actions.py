@@ -8,18 +8,20 @@ of ours runs inside it (where an error would be swallowed).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .compiler import (
     CloseDeadline,
     CompiledPack,
     CompiledRule,
+    EndEpisode,
     OpenDeadline,
     RaiseFinding,
     SetFact,
 )
 from .deadlines import Deadline, DeadlineQueue
-from .explain import Explainer, lookup
+from .explain import Explainer
 from .expr import Evaluator, compile_eval, evaluate
 from .findings import Finding
 from .gate import rule_value
@@ -31,6 +33,30 @@ __all__ = ["ActionRunner"]
 Env = Mapping[str, Mapping[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Open:
+    """An ``open_deadline`` step as it runs: its duration's evaluator and where each
+    carried value is read (``patient`` is a constant), worked out once per pack."""
+
+    name: str
+    hours: Evaluator
+    carry: tuple[tuple[str, str, str | None], ...]
+    before_events: bool
+
+
+def _open_plan(step: OpenDeadline) -> _Open:
+    carry: list[tuple[str, str, str | None]] = []
+    for key, ref in step.spec.carry.items():
+        ns, dot, name = ref.partition(".")
+        carry.append((key, ref, None) if ref == "patient" else (key, ns, name if dot else ""))
+    return _Open(
+        step.spec.name,
+        compile_eval(step.after_h),
+        tuple(carry),
+        step.spec.at_due == "before_events",
+    )
+
+
 class ActionRunner:
     """The verbs of one pack, over one deadline queue."""
 
@@ -40,15 +66,15 @@ class ActionRunner:
         self.pack = pack
         self.deadlines = deadlines
         self.observer = observer
-        # Each action expression compiled once, by the identity of its tree in the pack.
+        # Each step's expression compiled once, by the identity of the step in the pack.
         self._evals: dict[int, Evaluator] = {}
+        self._opens: dict[int, _Open] = {}
         for rule in pack.rules:
             for step in rule.steps:
-                tree = step.after_h if isinstance(step, OpenDeadline) else None
-                if isinstance(step, SetFact):
-                    tree = step.expr
-                if tree is not None:
-                    self._evals[id(tree)] = compile_eval(tree)
+                if isinstance(step, OpenDeadline):
+                    self._opens[id(step)] = _open_plan(step)
+                elif isinstance(step, SetFact) and step.expr is not None:
+                    self._evals[id(step)] = compile_eval(step.expr)
 
     def run(
         self,
@@ -64,55 +90,68 @@ class ActionRunner:
     ) -> list[Finding]:
         """Carry out ``rule``'s actions in order; ``seen`` are the episode groups that matched."""
         out: list[Finding] = []
-        for step in rule.steps:
-            if isinstance(step, RaiseFinding):
+        for step in rule.steps:  # the commonest verbs first
+            if isinstance(step, CloseDeadline):
+                self.deadlines.close(patient.patient_id, step.name)
+            elif isinstance(step, OpenDeadline):
+                plan = self._opens.get(id(step))
+                if plan is None:  # a rule from outside the pack
+                    plan = _open_plan(step)
+                self._open(plan, rule, patient, env, ts, evidence)
+            elif isinstance(step, EndEpisode):
+                if step.group not in seen:
+                    patient.episodes.pop(step.group, None)
+            elif isinstance(step, RaiseFinding):
                 finding = finding_for(
                     self.pack, rule, step.spec, patient.patient_id, env, ts, evidence, late=late
                 )
                 if self.observer is not None:
                     self.observer.raised(finding, rule, env, opened)
                 out.append(finding)
-            elif isinstance(step, OpenDeadline):
-                self._open(rule, step, patient, env, ts, evidence)
-            elif isinstance(step, CloseDeadline):
-                self.deadlines.close(patient.patient_id, step.name)
-            elif isinstance(step, SetFact):
-                value = self._value(step.expr, env) if step.expr is not None else step.value
-                new = rule_value(value)
-                if new is None:
-                    patient.facts.pop(step.fact, None)
-                else:
-                    patient.facts[step.fact] = new
-            elif step.group not in seen:  # EndEpisode
-                patient.episodes.pop(step.group, None)
+            else:
+                self._set(step, patient, env)
         return out
 
-    def _value(self, tree: Any, env: Env) -> Any:
-        compiled = self._evals.get(id(tree))
-        return compiled(env) if compiled is not None else evaluate(tree, env)
+    def _set(self, step: SetFact, patient: PatientState, env: Env) -> None:
+        if step.expr is None:
+            value = step.value
+        else:
+            compiled = self._evals.get(id(step))
+            value = compiled(env) if compiled is not None else evaluate(step.expr, env)
+        new = rule_value(value)
+        if new is None:
+            patient.facts.pop(step.fact, None)
+        else:
+            patient.facts[step.fact] = new
 
     def _open(
         self,
+        plan: _Open,
         rule: CompiledRule,
-        step: OpenDeadline,
         patient: PatientState,
         env: Env,
         ts: float,
         evidence: tuple[str, ...],
     ) -> None:
-        hours = self._value(step.after_h, env)
+        hours = plan.hours(env)
         if not isinstance(hours, int | float) or hours != hours:
             return  # an unknown duration opens nothing: the rule's condition guards it
-        spec = step.spec
-        carry = {k: lookup(env, ref) for k, ref in spec.carry.items()}
+        carry: dict[str, Any] = {}
+        for key, ns, name in plan.carry:
+            value = ns if name is None else env.get(ns, _NONE).get(name)
+            if value is not None:
+                carry[key] = value
         d = self.deadlines.open(
             patient.patient_id,
-            spec.name,
+            plan.name,
             ts + max(0.0, float(hours)) * 3600.0,
             opened_by=rule.id,
-            carry={k: v for k, v in carry.items() if v is not None},
+            carry=carry,
             evidence=evidence,
-            before_events=spec.at_due == "before_events",
+            before_events=plan.before_events,
         )
         if self.observer is not None:
             self.observer.deadline_opened(d, rule, env, ts)
+
+
+_NONE: Mapping[str, Any] = {}

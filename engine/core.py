@@ -391,22 +391,18 @@ class Engine:
         # An episode ends only where no rule of its group matched the same event.
         groups = self._once_groups
         seen = {groups[rid] for rid in matched if rid in groups}
-        if self.observer is None:  # the matched rules, already in pack order
+        observer = self.observer
+        if observer is None:  # the matched rules, already in pack order
             order = [(self._rule_of[rid], rid) for rid in matched]
         else:  # every rule, so the observer hears of those that did not match
             order = self._ids_by_type[etype]
+            holding = set(matched)
         for rule, rule_id in order:
-            if rule_id not in matched:
-                if self.observer is not None:
-                    self.observer.not_matched(rule, patient.patient_id, env, ts, evidence)
+            if observer is not None and rule_id not in holding:
+                observer.not_matched(rule, patient.patient_id, env, ts, evidence)
                 continue
-            keys = rule.spec.once_keys
-            if keys:
-                group = _episode_group(rule)
-                key = tuple(lookup(env, k) for k in keys)
-                if patient.episodes.get(group) == key:
-                    continue
-                patient.episodes[group] = key
+            if rule_id in groups and not self._episode_begins(rule, patient, env):
+                continue
             try:
                 out.extend(
                     self._actions.run(
@@ -416,6 +412,17 @@ class Engine:
             except Exception as exc:
                 out.append(self._alert(_evaluation_error(exc, rule.id), patient, ts, evidence))
         return out
+
+    @staticmethod
+    def _episode_begins(rule: CompiledRule, patient: PatientState, env: Mapping[str, Any]) -> bool:
+        """Whether a rule that keeps episodes acts: only where its group's episode key,
+        read from this environment, differs from the one the group last acted on."""
+        group = _episode_group(rule)
+        key = tuple(lookup(env, k) for k in rule.spec.once_keys)
+        if patient.episodes.get(group) == key:
+            return False
+        patient.episodes[group] = key
+        return True
 
     def _alert(
         self, exc: RuleEvaluationError, patient: PatientState, ts: float, evidence: tuple[str, ...]

@@ -65,18 +65,26 @@ class DeadlineQueue:
         evidence: tuple[str, ...],
         before_events: bool = False,
     ) -> Deadline:
-        self.close(patient_id, name)
+        mine = self._open.get(patient_id)
+        if mine is None:
+            mine = self._open[patient_id] = {}
+        else:  # reopening replaces
+            replaced = mine.pop(name, None)
+            if replaced is not None:
+                replaced.cancelled = True
+                self._count -= 1
         self._seq += 1
-        d = Deadline(due, patient_id, name, self._seq, opened_by, carry, evidence)
-        d.before_events = before_events
-        self._open.setdefault(patient_id, {})[name] = d
+        seq = self._seq
+        d = Deadline(due, patient_id, name, seq, opened_by, carry, evidence, False, before_events)
+        mine[name] = d
         self._count += 1
-        heapq.heappush(self._heap, (due, patient_id, self._seq, d))
+        heapq.heappush(self._heap, (due, patient_id, seq, d))
         return d
 
     def close(self, patient_id: str, name: str) -> bool:
         """Cancel an open deadline; False if there was none."""
-        d = self._open.get(patient_id, {}).get(name)
+        mine = self._open.get(patient_id)
+        d = mine.get(name) if mine is not None else None
         if d is None:
             return False
         self._take(d)

@@ -12,6 +12,7 @@ Unknown fields are kept aside (``model_extra``) so the adapters can report them
 """
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -41,6 +42,7 @@ __all__ = [
     "StopReason",
     "event_adapter",
     "parse_event",
+    "validate_event_json",
 ]
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
@@ -379,6 +381,10 @@ CanonicalEvent = Annotated[
 
 event_adapter: TypeAdapter[Any] = TypeAdapter(CanonicalEvent)
 """Validates one event from a dict (``validate_python``) or JSON text (``validate_json``)."""
+
+validate_event_json: Callable[[str | bytes], Any] = event_adapter.validator.validate_json
+"""``event_adapter.validate_json`` without the adapter's Python wrapper (about a sixth of
+the time a line's validation takes), for the readers that validate every line."""
 
 
 def parse_event(raw: str | bytes | dict[str, Any]) -> Event:

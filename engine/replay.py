@@ -28,7 +28,7 @@ from json.encoder import encode_basestring_ascii
 from typing import IO
 
 from .core import Engine
-from .events import Event, event_adapter
+from .events import Event, validate_event_json
 from .findings import Finding
 from .ordering import (
     INDEX_MASK,
@@ -241,7 +241,7 @@ def evaluate(
     """
     stats.patients += len(index.patients)
 
-    validate = event_adapter.validate_json
+    validate = validate_event_json
 
     def events() -> Iterator[Event]:
         for offset in index.offsets_in_order():

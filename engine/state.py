@@ -47,8 +47,12 @@ G_SUPERVISION = 1 << 4
 G_DOSE = 1 << 5
 G_DRUG_BAG = 1 << 6
 G_PREMED = 1 << 7
-G_EVENT = 1 << 8
-ALL_GROUPS = (1 << 9) - 1
+G_ACTOR = 1 << 8
+G_PUMP = 1 << 9
+G_CHANNEL = 1 << 10
+G_BAG = 1 << 11
+ALL_GROUPS = (1 << 12) - 1
+_G_EVENT = G_ACTOR | G_PUMP | G_CHANNEL | G_BAG
 
 _GROUP_FIELDS: dict[int, tuple[str, ...]] = {
     0: (
@@ -86,17 +90,12 @@ _GROUP_FIELDS: dict[int, tuple[str, ...]] = {
     G_SUPERVISION: ("supervision_age_h",),
     G_DOSE: ("running_dose_mcg_day", "prev_dose_mcg_day"),
     G_DRUG_BAG: ("drug_bag_id", "drug_bag_duration_h", "drug_bag_age_h"),
-    G_EVENT: (
-        "professional",
-        "pump_registered",
-        "pump_kind",
-        "pump_lockable",
-        "pump_alarms",
-        "connection_lost_h",
-        "channel_has_drug",
-        "is_drug",
-        "rate_ml_h",
-        "dose_mcg_day",
+    # What the event's actor, pump, channel and bag say: types read few of them (a
+    # completed infusion reads is_drug alone), so each part is computed only where read.
+    G_ACTOR: ("professional",),
+    G_PUMP: ("pump_registered", "pump_kind", "pump_lockable", "pump_alarms", "connection_lost_h"),
+    G_CHANNEL: ("channel_has_drug", "is_drug", "rate_ml_h", "dose_mcg_day"),
+    G_BAG: (
         "bag_id",
         "bag_dispensed",
         "bag_is_drug",
@@ -525,8 +524,8 @@ class PatientState:
                     if dbag.first_start is not None:
                         s["drug_bag_age_h"] = (ts - dbag.first_start) / HOUR
         self._premedication(s, ts, groups & G_PREMED)
-        if event is not None and groups & G_EVENT:
-            self._event_view(s, event, ts, t)
+        if event is not None and groups & _G_EVENT:
+            self._event_view(s, event, ts, t, groups)
         return cast(StateView, s)
 
     def _bsa(self, s: dict[str, Any]) -> None:
@@ -557,19 +556,28 @@ class PatientState:
             if when <= ts:
                 s[f"premed_{name}_mg"] += mg
 
-    def _event_view(self, s: dict[str, Any], event: Event, ts: float, t: Passing) -> None:
-        role = event.actor_role
-        if role is not None:
-            s["professional"] = role in self.cfg.professional_roles
+    def _event_view(
+        self, s: dict[str, Any], event: Event, ts: float, t: Passing, groups: int
+    ) -> None:
+        """The fields of the event's actor, pump, channel and bag that ``groups`` asks for."""
+        if groups & G_ACTOR:
+            role = event.actor_role
+            if role is not None:
+                s["professional"] = role in self.cfg.professional_roles
+        if not groups & (G_PUMP | G_CHANNEL | G_BAG):
+            return
         pump_id = event.pump_id
         if pump_id is not None:
             ch = self.channels.get((pump_id, event.channel))
-            pump = self.pumps.get(pump_id)
+            pump = self.pumps.get(pump_id) if groups & G_PUMP else None
             if pump is not None:
                 s["pump_registered"] = pump.kind is not None
-                _put(s, "pump_kind", pump.kind)
-                _put(s, "pump_lockable", pump.lockable)
-                _put(s, "pump_alarms", pump.alarms)
+                if pump.kind is not None:  # a string or a bool: posted as it is
+                    s["pump_kind"] = pump.kind
+                if pump.lockable is not None:
+                    s["pump_lockable"] = pump.lockable
+                if pump.alarms is not None:
+                    s["pump_alarms"] = pump.alarms
                 if pump.lost_since is not None:
                     s["connection_lost_h"] = (ts - pump.lost_since) / HOUR
         else:
@@ -581,20 +589,28 @@ class PatientState:
                 ),
                 None,
             )
-        s["channel_has_drug"] = bool(ch is not None and ch.has_drug)
-        if event.type == "patient.weight_recorded":
-            s["is_drug"] = self.delivering  # a new weight re-checks the dose while it runs
-        else:
-            s["is_drug"] = t.is_drug if t.is_drug is not None else s["channel_has_drug"]
+        has_drug = bool(ch is not None and ch.has_drug)
+        channel = groups & G_CHANNEL
+        if channel:
+            s["channel_has_drug"] = has_drug
+            if event.type == "patient.weight_recorded":
+                s["is_drug"] = self.delivering  # a new weight re-checks the dose while it runs
+            else:
+                s["is_drug"] = t.is_drug if t.is_drug is not None else has_drug
+        if not groups & G_BAG and (ch is None or not channel):
+            return
         bag_id = t.bag_id or getattr(event, "bag_id", None) or (ch.bag_id if ch else None)
         bag = self.bags.get(bag_id) if bag_id else None
-        if ch is not None:
+        if ch is not None and channel:
             _put(s, "rate_ml_h", ch.rate_ml_h)
             dose = ch.dose_mcg_day
             if dose is None and bag is not None and ch.has_drug:
                 dose = bag.dose_mcg_day
             _put(s, "dose_mcg_day", dose)
-        _put(s, "bag_id", bag_id)
+        if not groups & G_BAG:
+            return
+        if bag_id is not None:
+            s["bag_id"] = bag_id
         s["bag_dispensed"] = bag is not None
         if bag is not None:
             s["bag_is_drug"] = bag.is_drug
@@ -602,7 +618,8 @@ class PatientState:
             s["bag_dose_mcg_day"] = bag.dose_mcg_day
             s["bag_duration_h"] = bag.duration_h
             s["bag_volume_ml"] = bag.volume_ml
-            _put(s, "bag_preservative", bag.preservative)
+            if bag.preservative is not None:
+                s["bag_preservative"] = bag.preservative
             if bag.first_start is not None:
                 s["bag_age_h"] = (ts - bag.first_start) / HOUR
 
