@@ -21,7 +21,7 @@ from .compiler import (
     SetFact,
 )
 from .deadlines import Deadline, DeadlineQueue
-from .explain import Explainer
+from .explain import Explainer, split_ref
 from .expr import Evaluator, compile_eval, evaluate
 from .findings import Finding
 from .gate import rule_value
@@ -32,11 +32,14 @@ __all__ = ["ActionRunner"]
 
 Env = Mapping[str, Mapping[str, Any]]
 
+_NONE: Mapping[str, Any] = {}
+"""What an absent namespace reads as (shared, never written)."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Open:
     """An ``open_deadline`` step as it runs: its duration's evaluator and where each
-    carried value is read (``patient`` is a constant), worked out once per pack."""
+    carried value is read (:func:`.explain.split_ref`), worked out once per pack."""
 
     name: str
     hours: Evaluator
@@ -45,14 +48,10 @@ class _Open:
 
 
 def _open_plan(step: OpenDeadline) -> _Open:
-    carry: list[tuple[str, str, str | None]] = []
-    for key, ref in step.spec.carry.items():
-        ns, dot, name = ref.partition(".")
-        carry.append((key, ref, None) if ref == "patient" else (key, ns, name if dot else ""))
     return _Open(
         step.spec.name,
         compile_eval(step.after_h),
-        tuple(carry),
+        tuple((key, *split_ref(ref)) for key, ref in step.spec.carry.items()),
         step.spec.at_due == "before_events",
     )
 
@@ -152,6 +151,3 @@ class ActionRunner:
         )
         if self.observer is not None:
             self.observer.deadline_opened(d, rule, env, ts)
-
-
-_NONE: Mapping[str, Any] = {}

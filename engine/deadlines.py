@@ -65,18 +65,11 @@ class DeadlineQueue:
         evidence: tuple[str, ...],
         before_events: bool = False,
     ) -> Deadline:
-        mine = self._open.get(patient_id)
-        if mine is None:
-            mine = self._open[patient_id] = {}
-        else:  # reopening replaces
-            replaced = mine.pop(name, None)
-            if replaced is not None:
-                replaced.cancelled = True
-                self._count -= 1
+        self.close(patient_id, name)  # reopening replaces
         self._seq += 1
         seq = self._seq
         d = Deadline(due, patient_id, name, seq, opened_by, carry, evidence, False, before_events)
-        mine[name] = d
+        self._open.setdefault(patient_id, {})[name] = d
         self._count += 1
         heapq.heappush(self._heap, (due, patient_id, seq, d))
         return d

@@ -38,12 +38,18 @@ class NearMiss:
     values: dict[str, Any]
 
 
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``ns.name`` as (ns, name); ``patient`` is a constant key, given as (its value, None)."""
+    if ref == "patient":
+        return "patient", None
+    ns, _, name = ref.partition(".")
+    return ns, name
+
+
 def lookup(env: Env, ref: str) -> Any:
     """The value of ``ns.name`` in a rule's environment (``patient`` is a constant key)."""
-    if ref == "patient":
-        return "patient"
-    ns, _, name = ref.partition(".")
-    return env.get(ns, {}).get(name)
+    ns, name = split_ref(ref)
+    return ns if name is None else env.get(ns, {}).get(name)
 
 
 class Explainer:
